@@ -1,0 +1,89 @@
+"""Fixtures shared by every Django test: the owner / editor / viewer / stranger cast and a project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def _unhashed_static_files(request):
+    """Pages render without `collectstatic` having run (the ML-core tests never touch Django)."""
+    if "classifier" in request.path.parts or not request.config.pluginmanager.hasplugin("django"):
+        yield
+        return
+    settings = request.getfixturevalue("settings")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    yield
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """Each test gets its own storage directory."""
+    storages = dict(settings.STORAGES)
+    storages["default"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "media")},
+    }
+    settings.STORAGES = storages
+    settings.PINHOLE_MODEL_CACHE = tmp_path / "cache"
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str, **extra):
+        return django_user_model.objects.create_user(username=username, password="pw-" + username, **extra)
+
+    return make
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user("olive")
+
+
+@pytest.fixture
+def editor(make_user):
+    return make_user("eddie")
+
+
+@pytest.fixture
+def viewer(make_user):
+    return make_user("vera")
+
+
+@pytest.fixture
+def stranger(make_user):
+    return make_user("sam")
+
+
+@pytest.fixture
+def project(owner, editor, viewer):
+    from webui.projects.models import Membership, Project, Role
+
+    project = Project.objects.create(name="Hive survey", owner=owner)
+    Membership.objects.create(project=project, user=editor, role=Role.EDITOR)
+    Membership.objects.create(project=project, user=viewer, role=Role.VIEWER)
+    return project
+
+
+@pytest.fixture
+def client_for(client):
+    """A client signed in as the given user (or anonymous for None)."""
+    from django.test import Client
+
+    def make(user):
+        c = Client()
+        if user is not None:
+            c.force_login(user)
+        return c
+
+    return make

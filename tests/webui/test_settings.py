@@ -1,0 +1,148 @@
+"""Settings come from the environment through typed helpers that fail loudly."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webui.lib.env import (
+    ConfigError,
+    broker_url,
+    database_config,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    storages_config,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("helper", "value", "message"),
+    [
+        (lambda e: env_bool("X", False, e), "ture", "is not a boolean"),
+        (lambda e: env_int("X", 1, e), "10MB", "is not a whole number"),
+        (lambda e: env_int("X", 1, e, minimum=1), "0", "below the minimum"),
+        (lambda e: env_float("X", 1.0, e), "fast", "is not a number"),
+        (lambda e: env_float("X", 1.0, e), "nan", "not a finite number"),
+    ],
+)
+def test_it_rejects_a_bad_value_naming_the_variable(helper, value, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        helper({"X": value})
+    assert "X=" in str(info.value)
+
+
+def test_it_reads_typed_values_and_defaults():
+    env = {"B": "yes", "I": " 42 ", "F": "2.5", "L": "a, b,,c", "EMPTY": "  "}
+    assert env_bool("B", False, env) is True
+    assert env_bool("EMPTY", True, env) is True
+    assert env_int("I", 0, env) == 42
+    assert env_float("F", 0.0, env) == 2.5
+    assert env_list("L", [], env) == ["a", "b", "c"]
+    assert env_list("MISSING", ["x"], env) == ["x"]
+
+
+def test_it_defaults_to_sqlite_in_wal_mode(tmp_path):
+    config = database_config(None, tmp_path)
+    assert config["ENGINE"] == "django.db.backends.sqlite3"
+    assert config["NAME"] == str(tmp_path / "pinhole.sqlite3")
+    assert "journal_mode=WAL" in config["OPTIONS"]["init_command"]
+    assert config["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_it_switches_to_postgresql_with_database_url(tmp_path):
+    config = database_config("postgres://pin:s%40cret@db.internal:6543/pinhole?sslmode=require", tmp_path)
+    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert (config["NAME"], config["USER"], config["PASSWORD"]) == ("pinhole", "pin", "s@cret")
+    assert (config["HOST"], config["PORT"]) == ("db.internal", "6543")
+    assert config["OPTIONS"] == {"sslmode": "require"}
+
+
+def test_it_refuses_an_unknown_database_scheme_without_leaking_the_password(tmp_path):
+    with pytest.raises(ConfigError, match="unsupported scheme") as info:
+        database_config("mysql://u:hunter2@h/db", tmp_path)
+    assert "hunter2" not in str(info.value)
+
+
+def test_it_uses_a_serverless_broker_unless_one_is_named(tmp_path):
+    assert broker_url(None, tmp_path) == f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+    assert broker_url("redis://127.0.0.1:6379/0", tmp_path) == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ConfigError):
+        broker_url("htp://oops", tmp_path)
+
+
+def test_it_switches_file_storage_to_s3_when_a_bucket_is_named(tmp_path):
+    local = storages_config({}, tmp_path)
+    assert local["default"]["BACKEND"] == "django.core.files.storage.FileSystemStorage"
+    assert local["default"]["OPTIONS"]["location"] == str(tmp_path)
+    s3 = storages_config(
+        {
+            "PINHOLE_S3_BUCKET": "models",
+            "PINHOLE_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "PINHOLE_S3_ACCESS_KEY_ID": "key",
+            "PINHOLE_S3_SECRET_ACCESS_KEY": "secret",
+        },
+        tmp_path,
+    )
+    assert s3["default"]["BACKEND"] == "storages.backends.s3.S3Storage"
+    options = s3["default"]["OPTIONS"]
+    assert options["bucket_name"] == "models"
+    assert options["endpoint_url"] == "http://127.0.0.1:9000"
+    assert options["default_acl"] is None
+
+
+def _settings_in_subprocess(tmp_path, **env) -> dict:
+    code = (
+        "import json, django; from django.conf import settings; django.setup();"
+        "print(json.dumps({'db': settings.DATABASES['default']['ENGINE'],"
+        "'broker': settings.CELERY_BROKER_URL, 'storage': settings.STORAGES['default']['BACKEND'],"
+        "'data': str(settings.DATA_DIR)}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
+    clean.update({"DJANGO_SETTINGS_MODULE": "webui.settings", "PINHOLE_DATA_DIR": str(tmp_path), **env})
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=clean, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_it_wires_the_environment_into_django_settings(tmp_path):
+    embedded = _settings_in_subprocess(tmp_path)
+    assert embedded == {
+        "db": "django.db.backends.sqlite3",
+        "broker": f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
+        "storage": "django.core.files.storage.FileSystemStorage",
+        "data": str(tmp_path),
+    }
+    assert (tmp_path / "secret_key").exists()
+    servers = _settings_in_subprocess(
+        tmp_path,
+        DATABASE_URL="postgres://127.0.0.1:5432/test",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/3",
+        PINHOLE_S3_BUCKET="bucket",
+    )
+    assert servers["db"] == "django.db.backends.postgresql"
+    assert servers["broker"] == "redis://127.0.0.1:6379/3"
+    assert servers["storage"] == "storages.backends.s3.S3Storage"
+
+
+def test_it_stops_at_startup_on_a_bad_value(tmp_path):
+    clean = dict(os.environ, DJANGO_SETTINGS_MODULE="webui.settings", PINHOLE_DATA_DIR=str(tmp_path))
+    clean["PINHOLE_MAX_FILES_PER_REQUEST"] = "lots"
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "PINHOLE_MAX_FILES_PER_REQUEST='lots' is not a whole number" in out.stderr

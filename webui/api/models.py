@@ -1,0 +1,1 @@
+# The API has no tables of its own: tokens come from rest_framework.authtoken.

@@ -1,0 +1,43 @@
+"""Celery application.
+
+Heavy work (feature extraction, training, export) goes to the `training` queue, served by workers on
+GPU hosts with one task per child; light work stays on `default`. Reliability settings follow
+../shared/ARCHITECTURE.md: late acks with requeue when a worker dies, JSON only, and a broker
+visibility timeout longer than the hard time limit.
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webui.settings")
+
+app = Celery("pinhole")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+@app.on_configure.connect
+def _configure(sender, **kwargs):
+    from django.conf import settings
+
+    sender.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        # A task is acknowledged only when it finishes; if its worker process dies it goes back
+        # to the queue instead of being lost (RELIABILITY row 14).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="default",
+        task_queues=(Queue("default"), Queue("training")),
+        task_routes={"webui.training.tasks.*": {"queue": "training"}},
+        broker_transport_options={"visibility_timeout": settings.PINHOLE_BROKER_VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+
+
+app.autodiscover_tasks()

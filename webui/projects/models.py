@@ -1,0 +1,170 @@
+"""Projects, their members, labels and images."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from django.urls import reverse
+
+
+class Role(models.TextChoices):
+    """What a member may do: owners manage members and delete, editors change data, viewers read."""
+
+    OWNER = "owner", "Owner"
+    EDITOR = "editor", "Editor"
+    VIEWER = "viewer", "Viewer"
+
+
+class TaskType(models.TextChoices):
+    SINGLE_LABEL = "single_label", "Single label per image"
+
+
+def _default_backbone() -> str:
+    return settings.PINHOLE_DEFAULT_BACKBONE
+
+
+class Project(models.Model):
+    """One question asked of a set of images; everything else hangs off a project."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_projects"
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="projects", blank=True
+    )
+    task_type = models.CharField(max_length=32, choices=TaskType.choices, default=TaskType.SINGLE_LABEL)
+    backbone = models.CharField(max_length=64, default=_default_backbone)
+    auto_promote = models.BooleanField(
+        default=True, help_text="Serve a new version automatically when it beats the serving one."
+    )
+    # PROTECT: the serving version cannot be deleted out from under the site.
+    serving_version = models.ForeignKey(
+        "training.ModelVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("projects:detail", args=[self.pk])
+
+    def role_for(self, user) -> Role | None:
+        """The user's role here, or None for a stranger (and for anonymous users)."""
+        if not user.is_authenticated:
+            return None
+        if user.pk == self.owner_id:
+            return Role.OWNER
+        role = Membership.objects.filter(project=self, user=user).values_list("role", flat=True).first()
+        return Role(role) if role else None
+
+    def can_edit(self, user) -> bool:
+        return self.role_for(user) in (Role.OWNER, Role.EDITOR)
+
+
+class Membership(models.Model):
+    """Sharing a project with a teammate, with a role that bounds what they can do."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="unique_member")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.project}"
+
+
+LABEL_COLOURS = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d"]
+
+
+class Label(models.Model):
+    """A class the model learns to tell apart; names are unique per project, ignoring case."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    colour = models.CharField(max_length=7, default="#2563eb")
+    order = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["order", "name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "project", name="unique_label_name_per_project"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if self._state.adding and not self.order and self.project_id:
+            taken = self.project.labels.count()
+            self.order = taken
+            if self.colour == "#2563eb":
+                self.colour = LABEL_COLOURS[taken % len(LABEL_COLOURS)]
+        super().save(*args, **kwargs)
+
+
+class SplitHint(models.TextChoices):
+    """Where an image goes when a model is evaluated: chosen by content hash, or pinned by a person."""
+
+    AUTO = "auto", "Automatic"
+    TRAIN = "train", "Always train"
+    TEST = "test", "Always test"
+
+
+def image_storage_key(instance: Image, filename: str) -> str:
+    # The uploaded name never reaches storage: it may be hostile (../../x, NUL, RTL override).
+    extension = PurePosixPath(filename).suffix.lower().lstrip(".")
+    if extension not in {"jpg", "png", "webp", "gif", "bmp"}:
+        extension = "bin"
+    return f"projects/{instance.project_id}/images/{uuid.uuid4().hex}.{extension}"
+
+
+class Image(models.Model):
+    """One uploaded picture; the same bytes twice in a project are one image."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to=image_storage_key, max_length=255)
+    original_name = models.TextField(blank=True)
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=8)
+    size = models.PositiveBigIntegerField(default=0)
+    label = models.ForeignKey(Label, on_delete=models.SET_NULL, null=True, blank=True, related_name="images")
+    split = models.CharField(max_length=8, choices=SplitHint.choices, default=SplitHint.AUTO)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    labeled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "sha256"], name="unique_image_per_project")]
+        indexes = [models.Index(fields=["project", "label"])]
+
+    def __str__(self) -> str:
+        return self.original_name or self.sha256[:12]
+
+    @property
+    def is_test(self) -> bool:
+        """Frozen evaluation split: stable across retrains so versions compare on the same images."""
+        if self.split == SplitHint.TEST:
+            return True
+        if self.split == SplitHint.TRAIN:
+            return False
+        return int(self.sha256[:8], 16) % 5 == 0

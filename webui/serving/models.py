@@ -1,0 +1,94 @@
+"""Public share links for a project's prediction page."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from webui.projects.models import Project
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class ShareLinkQuerySet(models.QuerySet):
+    def active(self):
+        now = timezone.now()
+        return self.filter(enabled=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class ShareLink(models.Model):
+    """A public, revocable URL to try a project's model without an account.
+
+    Only a hash of the token is stored: a leaked database does not leak working links, and lookup
+    by hash means no token comparison in Python at all (nothing to time).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="share_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_hint = models.CharField(
+        max_length=8, help_text="First characters of the token, to tell links apart."
+    )
+    # Null means "follow whatever version serves"; set, it pins one version.
+    version = models.ForeignKey(
+        "training.ModelVersion", on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
+    )
+    enabled = models.BooleanField(default=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.project} share {self.token_hint}…"
+
+    @classmethod
+    def create_for(
+        cls, project: Project, user=None, *, version=None, expires_at=None
+    ) -> tuple[ShareLink, str]:
+        """Create a link; the plain token is returned once and never stored."""
+        token = secrets.token_urlsafe(32)  # 256 bits
+        link = cls.objects.create(
+            project=project,
+            token_hash=hash_token(token),
+            token_hint=token[:6],
+            version=version,
+            expires_at=expires_at,
+            created_by=user,
+        )
+        return link, token
+
+    @classmethod
+    def lookup(cls, token: str) -> ShareLink | None:
+        """The active link for a token, or None: revoked, expired and unknown look the same."""
+        if not token or len(token) > 128:
+            return None
+        return (
+            cls.objects.active()
+            .select_related("project", "version")
+            .filter(token_hash=hash_token(token))
+            .first()
+        )
+
+    @property
+    def is_active(self) -> bool:
+        return self.enabled and (self.expires_at is None or self.expires_at > timezone.now())
+
+    def revoke(self) -> None:
+        self.enabled = False
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["enabled", "revoked_at"])

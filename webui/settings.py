@@ -1,0 +1,190 @@
+"""Pinhole settings: one file, every value from the environment, embedded defaults for one machine.
+
+With no variables set, Pinhole runs with no servers at all: SQLite in WAL mode, files and the
+Celery broker under PINHOLE_DATA_DIR. DATABASE_URL, CELERY_BROKER_URL and PINHOLE_S3_BUCKET switch to
+PostgreSQL, Redis and S3. Every variable is documented in docker/.env.example.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from webui.lib.env import (
+    broker_url,
+    database_config,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_path,
+    env_str,
+    storages_config,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = env_path("PINHOLE_DATA_DIR", BASE_DIR / "var")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    # A self-hosted install should not need a secret in its environment to start; generate one
+    # on first run and keep it with the data so sessions survive restarts.
+    key = env_str("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "webui.projects",
+    "webui.training",
+    "webui.serving",
+    "webui.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webui.urls"
+WSGI_APPLICATION = "webui.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_config(env_str("DATABASE_URL"), DATA_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "projects:list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("PINHOLE_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- files ----------------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "webui" / "static"]
+# A page rendered before `collectstatic` (tests, a first runserver) falls back to unhashed names.
+WHITENOISE_MANIFEST_STRICT = False
+MEDIA_ROOT = DATA_DIR / "media"
+# Uploaded files are never served by URL: images go through access-checked views that re-encode.
+MEDIA_URL = "/media-not-served/"
+STORAGES = storages_config(os.environ, MEDIA_ROOT)
+
+# Upload limits (RELIABILITY rows 8-9). Django caps neither the number of files nor their size.
+PINHOLE_MAX_IMAGE_MB = env_float("PINHOLE_MAX_IMAGE_MB", 20.0, minimum=0.1)
+PINHOLE_MAX_REQUEST_MB = env_float("PINHOLE_MAX_REQUEST_MB", 50.0, minimum=0.1)
+PINHOLE_MAX_FILES_PER_REQUEST = env_int("PINHOLE_MAX_FILES_PER_REQUEST", 100, minimum=1)
+DATA_UPLOAD_MAX_NUMBER_FILES = PINHOLE_MAX_FILES_PER_REQUEST
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+
+# --- ML -------------------------------------------------------------------------------------------
+PINHOLE_DEFAULT_BACKBONE = env_str("PINHOLE_DEFAULT_BACKBONE", "efficientnet_lite0")
+PINHOLE_MODEL_CACHE = env_path("PINHOLE_MODEL_CACHE", DATA_DIR / "cache")
+PINHOLE_PREDICTOR_CACHE_SIZE = env_int("PINHOLE_PREDICTOR_CACHE_SIZE", 4, minimum=1)
+
+# --- Celery ---------------------------------------------------------------------------------------
+CELERY_BROKER_URL = broker_url(env_str("CELERY_BROKER_URL"), DATA_DIR)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("PINHOLE_TASK_SOFT_TIME_LIMIT", 3 * 3600, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("PINHOLE_TASK_TIME_LIMIT", 3 * 3600 + 300, minimum=1)
+# Redis re-delivers an unacknowledged task after the visibility timeout; it must outlast the hard
+# time limit or a long training would start a second time while the first still runs.
+PINHOLE_BROKER_VISIBILITY_TIMEOUT = env_int(
+    "PINHOLE_BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1
+)
+PINHOLE_TASK_MAX_DELIVERIES = env_int("PINHOLE_TASK_MAX_DELIVERIES", 3, minimum=1)
+CELERY_TASK_ALWAYS_EAGER = env_bool("PINHOLE_TASKS_EAGER", False)
+
+# --- security -------------------------------------------------------------------------------------
+PINHOLE_HTTPS = env_bool("PINHOLE_HTTPS", False)
+SESSION_COOKIE_SECURE = PINHOLE_HTTPS
+CSRF_COOKIE_SECURE = PINHOLE_HTTPS
+SECURE_SSL_REDIRECT = PINHOLE_HTTPS and env_bool("PINHOLE_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = env_int("PINHOLE_HSTS_SECONDS", 31536000 if PINHOLE_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env_bool("PINHOLE_HSTS_PRELOAD", False)
+# Preloading HSTS commits a whole domain to HTTPS for browsers everywhere and is slow to undo; an
+# operator opts in with PINHOLE_HSTS_PRELOAD, so its absence is not a deployment warning.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+if env_bool("PINHOLE_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# --- REST API -------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Pinhole API",
+    "DESCRIPTION": "Projects, images, labels, training runs, model versions and predictions.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("PINHOLE_LOG_LEVEL", "INFO").upper()},
+}

@@ -1,0 +1,103 @@
+"""Site-wide model management: the same model methods the site and the API use."""
+
+from django.contrib import admin, messages
+
+from webui.training.artifacts import ArtifactBroken
+from webui.training.models import ArtifactInUse, FeatureVector, ModelVersion, TrainingRun, rollback
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "status", "progress", "message", "created_by", "created", "finished_at"]
+    list_filter = ["status", "created"]
+    search_fields = ["project__name", "fingerprint", "error"]
+    readonly_fields = [f.name for f in TrainingRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "project", "number", "backbone", "strategy", "accuracy", "serving", "created"]
+    list_filter = ["backbone", "strategy", "created"]
+    search_fields = ["project__name", "fingerprint"]
+    readonly_fields = [f.name for f in ModelVersion._meta.fields]
+    actions = ["promote", "roll_back", "delete_unserving"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(boolean=True, description="Serving")
+    def serving(self, obj):
+        return obj.project.serving_version_id == obj.pk
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        # The stock bulk delete bypasses ModelVersion.delete (serving check, artifact removal).
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Promote the selected version to serving", permissions=["change"])
+    def promote(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to promote.", messages.WARNING)
+            return
+        version = queryset.get()
+        try:
+            version.promote(request.user)
+        except ArtifactBroken as exc:
+            self.message_user(request, f"Not promoted: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"{version} now serves.", messages.SUCCESS)
+
+    @admin.action(
+        description="Roll back the selected versions' projects to their previous version",
+        permissions=["change"],
+    )
+    def roll_back(self, request, queryset):
+        projects = {v.project_id: v.project for v in queryset.select_related("project")}
+        for project in projects.values():
+            try:
+                target = rollback(project, request.user)
+            except (ArtifactInUse, ArtifactBroken) as exc:
+                self.message_user(request, f"{project}: {exc}", messages.WARNING)
+            else:
+                self.message_user(request, f"{project}: v{target.number} serves again.", messages.SUCCESS)
+
+    @admin.action(description="Delete the selected versions that do not serve", permissions=["delete"])
+    def delete_unserving(self, request, queryset):
+        deleted = 0
+        for version in queryset.select_related("project"):
+            try:
+                version.delete()
+            except ArtifactInUse as exc:
+                self.message_user(request, f"Kept {version}: {exc}", messages.WARNING)
+            else:
+                deleted += 1
+        if deleted:
+            self.message_user(request, f"Deleted {deleted} version(s) and their artifacts.", messages.SUCCESS)
+
+    def delete_model(self, request, obj):
+        try:
+            obj.delete()
+        except ArtifactInUse as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+
+    def delete_queryset(self, request, queryset):
+        self.delete_unserving(request, queryset)
+
+
+@admin.register(FeatureVector)
+class FeatureVectorAdmin(admin.ModelAdmin):
+    list_display = ["backbone_id", "sha256", "created"]
+    list_filter = ["backbone_id"]
+    search_fields = ["sha256"]
+    readonly_fields = ["backbone_id", "sha256", "created"]
+    exclude = ["vector"]
+
+    def has_add_permission(self, request):
+        return False

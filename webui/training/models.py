@@ -1,0 +1,234 @@
+"""Training runs, the model versions they produce, and the feature cache."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import models, transaction
+from django.utils import timezone
+
+from webui.projects.models import Project
+
+log = logging.getLogger(__name__)
+
+
+class InvalidTransition(Exception):
+    """A run was asked to move to a state its current state does not allow."""
+
+
+class RunStatus(models.TextChoices):
+    """Life of a training run.
+
+    Allowed transitions:
+        QUEUED    -> RUNNING (a worker claimed it), CANCELLED, FAILED (never claimable)
+        RUNNING   -> SUCCEEDED, FAILED, CANCELLED,
+                     QUEUED (its worker died; the redelivered task may claim it again)
+        SUCCEEDED, FAILED, CANCELLED are final.
+    """
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TRANSITIONS: dict[str, set[str]] = {
+    RunStatus.QUEUED: {RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED},
+    RunStatus.RUNNING: {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.QUEUED},
+    RunStatus.SUCCEEDED: set(),
+    RunStatus.FAILED: set(),
+    RunStatus.CANCELLED: set(),
+}
+FINAL_STATES = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+
+
+class TrainingRun(models.Model):
+    """One request to train; a worker turns it into a ModelVersion or a readable failure."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=300, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # A live worker touches this with every progress write; a redelivered copy of the task may only
+    # take over a RUNNING run whose heartbeat has gone stale (its worker died).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["project", "status"])]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.project} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATES
+
+    def transition(self, to: str, *, expect: str | None = None, **fields) -> None:
+        """Move to `to` with one conditional UPDATE; raise InvalidTransition if not allowed.
+
+        The UPDATE is conditioned on the current status, so two processes racing on one run cannot
+        both succeed (a duplicate delivery finds nothing to claim).
+        """
+        current = expect or self.status
+        if to not in TRANSITIONS[current]:
+            raise InvalidTransition(f"a {current} run cannot become {to}")
+        now = timezone.now()
+        if to == RunStatus.RUNNING:
+            fields.setdefault("started_at", now)
+            fields.setdefault("heartbeat_at", now)
+        if to in FINAL_STATES:
+            fields.setdefault("finished_at", now)
+        updated = TrainingRun.objects.filter(pk=self.pk, status=current).update(status=to, **fields)
+        if not updated:
+            self.refresh_from_db(fields=["status"])
+            raise InvalidTransition(f"run {self.pk} is {self.status}, not {current}; cannot become {to}")
+        self.status = to
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+
+class ArtifactInUse(Exception):
+    """The version serves predictions (or nothing else could serve); it cannot be removed."""
+
+
+class ModelVersion(models.Model):
+    """An immutable, numbered result of training; the project's serving pointer picks one."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    run = models.OneToOneField(
+        TrainingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="model_version"
+    )
+    # Storage prefix holding manifest.json, the head weights and model.onnx.
+    artifact = models.CharField(max_length=255)
+    backbone = models.CharField(max_length=64)
+    strategy = models.CharField(max_length=16, blank=True)
+    labels = models.JSONField(default=list)
+    metrics = models.JSONField(default=dict, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
+    size = models.PositiveBigIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["project", "number"], name="unique_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.number}"
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics.get("accuracy")
+
+    @property
+    def is_serving(self) -> bool:
+        return Project.objects.filter(pk=self.project_id, serving_version=self).exists()
+
+    def artifact_files(self) -> list[str]:
+        try:
+            _dirs, files = default_storage.listdir(self.artifact)
+        except FileNotFoundError:
+            return []
+        return [f"{self.artifact}/{name}" for name in files]
+
+    def promote(self, user=None, *, action: str = "promote") -> None:
+        """Make this version the one that serves; a single UPDATE, so no request sees half a switch."""
+        from webui.training.artifacts import check_artifact
+
+        check_artifact(self)  # refuse a broken artifact before anything serves it
+        with transaction.atomic():
+            project = Project.objects.select_for_update().get(pk=self.project_id)
+            previous_id = project.serving_version_id
+            Project.objects.filter(pk=self.project_id).update(serving_version=self)
+            ServingEvent.objects.create(
+                project_id=self.project_id, version=self, previous_id=previous_id, action=action, user=user
+            )
+
+    def delete(self, *args, **kwargs):
+        """Delete a version that does not serve, and its artifact once the row is gone."""
+        if self.is_serving:
+            raise ArtifactInUse(f"{self} is the serving version; promote another version first")
+        files = self.artifact_files()
+        result = super().delete(*args, **kwargs)
+        transaction.on_commit(lambda: _remove_files(files))
+        return result
+
+
+def _remove_files(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            default_storage.delete(path)
+        except OSError:
+            log.warning("could not remove artifact file %s", path, exc_info=True)
+
+
+def rollback(project: Project, user=None) -> ModelVersion:
+    """Serve again the version that served before the current one was promoted."""
+    current = project.serving_version
+    if current is None:
+        raise ArtifactInUse("nothing serves yet, so there is nothing to roll back")
+    event = (
+        ServingEvent.objects.filter(
+            project=project, version=current, action="promote", previous__isnull=False
+        )
+        .order_by("-created", "-id")
+        .first()
+    )
+    target = event.previous if event else None
+    if target is None:
+        target = project.versions.filter(number__lt=current.number).order_by("-number").first()
+    if target is None:
+        raise ArtifactInUse(f"v{current.number} is the first version; there is nothing to roll back to")
+    target.promote(user, action="rollback")
+    project.refresh_from_db(fields=["serving_version"])
+    return target
+
+
+class ServingEvent(models.Model):
+    """Who switched the serving version and when; rollback walks this history."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="serving_events")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    previous = models.ForeignKey(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(max_length=16)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.version} (was {self.previous})"
+
+
+class FeatureVector(models.Model):
+    """Cached backbone output for one image's bytes, shared by every worker and every retrain."""
+
+    backbone_id = models.CharField(max_length=128)
+    sha256 = models.CharField(max_length=64)
+    vector = models.BinaryField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["backbone_id", "sha256"], name="unique_feature")]
+
+    def __str__(self) -> str:
+        return f"{self.backbone_id}:{self.sha256[:12]}"
