@@ -87,3 +87,34 @@ def client_for(client):
         return c
 
     return make
+
+
+@pytest.fixture
+def make_version(media_root, tmp_path):
+    """A ModelVersion whose artifact is a real, checked artifact directory in storage."""
+    import numpy as np
+
+    from classifier.artifacts import write_artifact
+    from webui.training.artifacts import artifact_prefix, store_artifact
+    from webui.training.models import ModelVersion
+
+    def make(project, number: int, *, accuracy: float = 0.9, labels=("ants", "bees")) -> ModelVersion:
+        local = write_artifact(
+            tmp_path / f"artifact-{project.pk}-{number}",
+            manifest={"labels": list(labels), "backbone": {"name": "efficientnet_lite0"}, "metrics": {}},
+            arrays={"head.weight": np.zeros((len(labels), 4), dtype=np.float32)},
+            files={"model.onnx": b"not a real graph; only checksums are verified here"},
+        )
+        prefix = artifact_prefix(project.pk, f"v{number}-test")
+        size = store_artifact(local, prefix)
+        return ModelVersion.objects.create(
+            project=project,
+            number=number,
+            artifact=prefix,
+            backbone="efficientnet_lite0",
+            labels=list(labels),
+            metrics={"accuracy": accuracy},
+            size=size,
+        )
+
+    return make

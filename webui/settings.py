@@ -113,6 +113,7 @@ USE_TZ = True
 # --- files ----------------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request while it is missing
 STATICFILES_DIRS = [BASE_DIR / "webui" / "static"]
 # A page rendered before `collectstatic` (tests, a first runserver) falls back to unhashed names.
 WHITENOISE_MANIFEST_STRICT = False

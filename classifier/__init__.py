@@ -1,0 +1,12 @@
+"""Pinhole's transfer-learning engine, free of Django.
+
+Stage 1 is a backbone pretrained on ImageNet (backbones.py); Stage 2 turns each image into the
+pooled output of the layer before the backbone's classifier, once, and caches it (features.py);
+Stage 3 trains a new classifier on those vectors, adapting the last blocks or the whole network when
+there is enough data (heads.py, training.py). A finished model is a checked artifact directory
+(artifacts.py) that `Predictor` (predict.py) serves through ONNX Runtime without importing torch.
+
+Importing this package imports neither Django nor torch; the modules that need torch import it.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""`make run`: the web server and a Celery worker in one command; Ctrl-C stops both.
+
+Production runs gunicorn and `celery worker` as separate services (see docker/); on one machine a
+person wants a single command that brings up everything with the embedded defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", default="8000")
+    args = parser.parse_args()
+
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="webui.settings", PYTHONUNBUFFERED="1")
+    python = sys.executable
+    commands = {
+        "web": [python, "manage.py", "runserver", f"{args.host}:{args.port}", "--noreload"],
+        # One worker process for both queues: a laptop has no separate GPU host.
+        "worker": [
+            python, "-m", "celery", "-A", "webui", "worker",
+            "-Q", "default,training", "-c", "1", "--loglevel", "INFO",
+        ],
+    }  # fmt: skip
+    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    print(f"Pinhole is starting on http://{args.host}:{args.port}/ (web and worker); Ctrl-C stops both.")
+
+    def stop(*_):
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 15
+        for child in children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    try:
+        while True:
+            for name, child in children.items():
+                code = child.poll()
+                if code is not None:
+                    print(f"The {name} process exited with code {code}; stopping.", file=sys.stderr)
+                    stop()
+                    return code or 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        stop()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
