@@ -145,6 +145,9 @@ PINHOLE_BROKER_VISIBILITY_TIMEOUT = env_int(
     "PINHOLE_BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1
 )
 PINHOLE_TASK_MAX_DELIVERIES = env_int("PINHOLE_TASK_MAX_DELIVERIES", 3, minimum=1)
+# A running training touches its row every quarter of this; a redelivered task takes over a run only
+# after this long without a heartbeat (its worker died).
+PINHOLE_HEARTBEAT_STALE_S = env_int("PINHOLE_HEARTBEAT_STALE_S", 60, minimum=2)
 CELERY_TASK_ALWAYS_EAGER = env_bool("PINHOLE_TASKS_EAGER", False)
 
 # --- security -------------------------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""Predictions in the web process: a small LRU of loaded versions, one answer per version.
+
+Each web process keeps up to PINHOLE_PREDICTOR_CACHE_SIZE `classifier.Predictor`s (ONNX Runtime, no
+torch). The serving version is read from the database on every request, so a promotion or rollback
+takes effect on the next request; an answer always names the version that produced it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from django.conf import settings
+
+from classifier.errors import ImageError
+from webui.projects.models import Project
+from webui.training.artifacts import check_artifact
+from webui.training.models import ModelVersion
+
+
+class NoModel(Exception):
+    """Nothing serves yet for this project (or the asked-for version is not in it)."""
+
+
+class BadImage(Exception):
+    """The image to predict cannot be used; the message is the engine's."""
+
+
+_lock = threading.Lock()
+_cache: OrderedDict[tuple[int, str], object] = OrderedDict()
+
+
+def predictor_for(version: ModelVersion):
+    """The loaded Predictor for a version (checked against its manifest the first time)."""
+    from classifier.predict import Predictor
+
+    key = (version.pk, version.artifact)
+    with _lock:
+        predictor = _cache.get(key)
+        if predictor is not None:
+            _cache.move_to_end(key)
+            return predictor
+    # Load outside the lock: a slow first load must not stall predictions from other versions.
+    predictor = Predictor(check_artifact(version))
+    with _lock:
+        _cache[key] = predictor
+        _cache.move_to_end(key)
+        while len(_cache) > settings.PINHOLE_PREDICTOR_CACHE_SIZE:
+            _cache.popitem(last=False)
+    return predictor
+
+
+def evict(version_id: int | None = None) -> None:
+    """Forget loaded versions (one, or all): after a delete, a revoked link, a deleted project."""
+    with _lock:
+        for key in [k for k in _cache if version_id is None or k[0] == version_id]:
+            del _cache[key]
+
+
+def resolve_version(project, version_id: int | None = None) -> ModelVersion:
+    """The version that answers: the asked-for one in this project, or the one serving now."""
+    if version_id is not None:
+        version = ModelVersion.objects.filter(project=project, pk=version_id).first()
+        if version is None:
+            raise NoModel("this project has no such model version")
+        return version
+    # Read the pointer fresh: the project object may be older than the last promotion.
+    serving_id = Project.objects.filter(pk=project.pk).values_list("serving_version_id", flat=True).first()
+    version = ModelVersion.objects.filter(pk=serving_id).first() if serving_id else None
+    if version is None:
+        raise NoModel("no model serves for this project yet; train one first")
+    return version
+
+
+def predict(project, data: bytes, *, version_id: int | None = None, top_k: int = 5) -> dict:
+    """Predict one image with the serving (or given) version.
+
+    Returns:
+        {label, probability, top: [{label, probability}], unknown, unknown_score, model_version}
+    """
+    version = resolve_version(project, version_id)
+    predictor = predictor_for(version)
+    try:
+        result = predictor.predict([data], top_k=top_k)[0]
+    except ImageError as exc:
+        raise BadImage(str(exc)) from None
+    return {
+        "label": result.label,
+        "probability": round(float(result.probability), 6),
+        "top": [{"label": name, "probability": round(float(p), 6)} for name, p in result.top],
+        "unknown": bool(result.unknown),
+        "unknown_score": round(float(result.unknown_score), 6),
+        "model_version": version.number,
+        "model_version_id": version.pk,
+    }

@@ -1,0 +1,436 @@
+"""Training workflows: where the ORM meets the engine.
+
+`start_training` validates and queues a run (or reuses an identical finished one); `run_training`,
+called by the worker, claims the run, extracts only uncached features, trains, stores the artifact,
+numbers the version and decides whether it serves. Views, the API and the admin call these and the
+model methods; tasks.py only turns ids into calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from classifier.errors import Cancelled, ClassifierError, TrainingError
+from webui.projects.models import Image, Project
+from webui.training.artifacts import artifact_prefix, local_copy, store_artifact
+from webui.training.featurecache import DatabaseFeatureCache
+from webui.training.models import FINAL_STATES, InvalidTransition, ModelVersion, RunStatus, TrainingRun
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("auto", "linear", "partial", "full")
+
+
+class TrainingRefused(Exception):
+    """The request cannot start a training; the message tells the person what is missing."""
+
+
+# --- starting -------------------------------------------------------------------------------------
+
+
+def training_set(project: Project) -> list[Image]:
+    """Labelled images of a project, in a stable order."""
+    return list(project.images.filter(label__isnull=False).select_related("label").order_by("sha256"))
+
+
+def check_ready(project: Project, images: list[Image] | None = None) -> dict[str, int]:
+    """Images per label; raises TrainingRefused with exactly what is missing."""
+    images = training_set(project) if images is None else images
+    counts = Counter(image.label.name for image in images)
+    for label in project.labels.all():
+        counts.setdefault(label.name, 0)
+    populated = {name: n for name, n in counts.items() if n > 0}
+    if len(populated) < 2:
+        have = ", ".join(f"'{name}' has {n}" for name, n in sorted(counts.items())) or "no labels yet"
+        raise TrainingRefused(f"a model needs at least two labels with images; {have}")
+    short = [f"'{name}' has {n}" for name, n in sorted(populated.items()) if n < 2]
+    if short:
+        raise TrainingRefused("each label needs at least 2 images; " + ", ".join(short))
+    return populated
+
+
+def normalise_params(project: Project, params: dict | None) -> dict:
+    """Backbone and strategy with defaults filled in; unknown values refused with the choices."""
+    from classifier.backbones import BACKBONES
+
+    params = dict(params or {})
+    backbone = params.get("backbone") or project.backbone
+    if backbone not in BACKBONES:
+        raise TrainingRefused(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    strategy = params.get("strategy") or "auto"
+    if strategy not in STRATEGIES:
+        raise TrainingRefused(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    seed = params.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
+        raise TrainingRefused("seed must be a whole number from 0 to 2147483647")
+    return {"backbone": backbone, "strategy": strategy, "seed": seed}
+
+
+def fingerprint(params: dict, images: list[Image]) -> str:
+    """Identifies what a run would learn from: the same fingerprint gives the same model."""
+    payload = {
+        "params": params,
+        "data": [(image.sha256, image.label.name, image.is_test) for image in images],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def start_training(project: Project, user, params: dict | None = None) -> TrainingRun:
+    """Queue a training run, or return the run that already made (or is making) this model.
+
+    Raises:
+        TrainingRefused: too few labels or images, unknown backbone or strategy.
+    """
+    params = normalise_params(project, params)
+    images = training_set(project)
+    check_ready(project, images)
+    print_ = fingerprint(params, images)
+
+    existing = (
+        TrainingRun.objects.filter(project=project, fingerprint=print_)
+        .filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED])
+        .order_by("-created")
+        .first()
+    )
+    if existing and (existing.status != RunStatus.SUCCEEDED or _has_version(existing)):
+        existing.reused = True
+        return existing
+
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            project=project,
+            params=params,
+            fingerprint=print_,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            message="waiting for a worker",
+        )
+        from webui.training.tasks import train
+
+        transaction.on_commit(lambda: train.delay(run.pk))
+    run.reused = False
+    return run
+
+
+def _has_version(run: TrainingRun) -> bool:
+    return ModelVersion.objects.filter(run=run).exists()
+
+
+def cancel(run: TrainingRun) -> TrainingRun:
+    """Cancel a queued run at once; ask a running one to stop at its next batch."""
+    run.refresh_from_db()
+    if run.status == RunStatus.QUEUED:
+        try:
+            run.transition(RunStatus.CANCELLED, expect=RunStatus.QUEUED, message="cancelled")
+            return run
+        except InvalidTransition:
+            run.refresh_from_db()
+    if run.status == RunStatus.RUNNING:
+        TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True, message="cancelling…")
+        run.refresh_from_db()
+        return run
+    raise InvalidTransition(f"this run is {run.get_status_display().lower()} and cannot be cancelled")
+
+
+# --- running (in the worker) ----------------------------------------------------------------------
+
+
+class NotClaimable(Exception):
+    """Another live worker holds the run; the task should try again later."""
+
+
+def heartbeat_stale_after() -> timedelta:
+    return timedelta(seconds=settings.PINHOLE_HEARTBEAT_STALE_S)
+
+
+def claim(run_id: int) -> TrainingRun | None:
+    """Take a run for this worker with one conditional UPDATE; None if there is nothing to do.
+
+    A QUEUED run is claimed normally. A RUNNING run whose heartbeat is stale lost its worker (killed,
+    out of memory, host gone): the redelivered task takes it over. A RUNNING run with a fresh heartbeat
+    is being trained right now (a duplicate delivery, e.g. past the broker's visibility timeout):
+    NotClaimable tells the task to look again later instead of training twice.
+    """
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None or run.status in FINAL_STATES:
+        return None
+    now = timezone.now()
+    if run.status == RunStatus.QUEUED:
+        taken = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+        )
+    else:
+        taken = (
+            TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING)
+            .filter(heartbeat_at__lt=now - heartbeat_stale_after())
+            .update(heartbeat_at=now, attempts=F("attempts") + 1)
+        )
+        if not taken:
+            raise NotClaimable(f"run {run_id} is being trained by another worker")
+    if not taken:
+        return None
+    run.refresh_from_db()
+    if run.attempts > settings.PINHOLE_TASK_MAX_DELIVERIES:
+        _finish(
+            run,
+            RunStatus.FAILED,
+            error=(
+                f"the worker stopped {run.attempts - 1} times while training this run "
+                "(out of memory, or the process was killed); giving up"
+            ),
+        )
+        return None
+    return run
+
+
+class _Progress:
+    """The engine's on_progress callback: throttled writes, a heartbeat, and the cancel check."""
+
+    def __init__(self, run: TrainingRun, interval: float = 0.5):
+        self.run = run
+        self.interval = interval
+        self._last_write = 0.0
+        self._last_message = ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        stage = message.split(" ", 1)[0]
+        if now - self._last_write < self.interval and stage == self._last_message and fraction < 1:
+            return
+        self._last_write, self._last_message = now, stage
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        TrainingRun.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(
+            progress=fraction, message=message[:300], heartbeat_at=timezone.now()
+        )
+        if TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+            raise Cancelled("cancelled by a person")
+
+
+class _Heartbeat(threading.Thread):
+    """Touches the run while a long step (an epoch, an ONNX export) gives no progress."""
+
+    def __init__(self, run_id: int, every: float):
+        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
+        self.run_id, self.every = run_id, every
+        self.stopped = threading.Event()
+
+    def run(self):
+        from django.db import connection
+
+        try:
+            while not self.stopped.wait(self.every):
+                TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()
+
+
+def run_training(run_id: int, *, time_limit_errors: tuple[type[BaseException], ...] = ()) -> None:
+    """Train a claimed run end to end; every outcome ends in a final state with a readable message."""
+    run = claim(run_id)
+    if run is None:
+        return
+    workdir = Path(tempfile.mkdtemp(prefix=f"pinhole-run{run.pk}-"))
+    heartbeat = _Heartbeat(run.pk, every=max(1.0, settings.PINHOLE_HEARTBEAT_STALE_S / 4))
+    heartbeat.start()
+    try:
+        version = _train_and_store(run, workdir)
+    except Cancelled:
+        _finish(run, RunStatus.CANCELLED, message="cancelled")
+    except (TrainingError, ClassifierError) as exc:
+        _finish(run, RunStatus.FAILED, error=str(exc))
+    except time_limit_errors:
+        _finish(
+            run,
+            RunStatus.FAILED,
+            error=(
+                f"time limit: training took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s; "
+                "use fewer images, the linear strategy, or raise PINHOLE_TASK_SOFT_TIME_LIMIT"
+            ),
+        )
+    except Exception as exc:
+        log.exception("training run %s failed", run.pk)
+        _finish(run, RunStatus.FAILED, error=f"internal error ({type(exc).__name__}): {exc}")
+    else:
+        if version is not None:
+            log.info("run %s produced %s", run.pk, version)
+    finally:
+        heartbeat.stopped.set()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _finish(run: TrainingRun, status: str, *, error: str = "", message: str = "") -> None:
+    try:
+        run.transition(status, expect=RunStatus.RUNNING, error=error, message=message or error[:300])
+    except InvalidTransition:
+        log.warning("run %s could not become %s; it is %s", run.pk, status, run.status)
+
+
+def _samples(images: list[Image], workdir: Path) -> list:
+    """Engine samples; images are read from local storage in place or fetched lazily."""
+    from classifier.pipeline import Sample
+
+    samples = []
+    for image in images:
+        samples.append(
+            Sample(
+                key=image.sha256,
+                source=_source_for(image.file.name),
+                label=image.label.name,
+                split="test" if image.is_test else "train",
+            )
+        )
+    return samples
+
+
+def _source_for(name: str):
+    try:
+        return Path(default_storage.path(name))
+    except NotImplementedError:
+        # Object storage: read the bytes only if the engine needs them (not cached yet).
+        def read() -> bytes:
+            with default_storage.open(name, "rb") as handle:
+                return handle.read()
+
+        return read
+
+
+def _train_and_store(run: TrainingRun, workdir: Path) -> ModelVersion | None:
+    from classifier.pipeline import train_model
+
+    project = run.project
+    images = training_set(project)
+    check_ready_for_run(project, images)
+    run.fingerprint = fingerprint(run.params, images)
+    TrainingRun.objects.filter(pk=run.pk).update(fingerprint=run.fingerprint)
+
+    labels = [label.name for label in project.labels.all() if any(i.label_id == label.pk for i in images)]
+    progress = _Progress(run)
+    outcome = train_model(
+        _samples(images, workdir),
+        workdir / "artifact",
+        labels=labels,
+        backbone=run.params["backbone"],
+        strategy=run.params["strategy"],
+        cache=DatabaseFeatureCache(),
+        seed=run.params.get("seed", 0),
+        fingerprint=run.fingerprint,
+        on_progress=progress,
+        holdout="given",
+    )
+    progress(0.97, "saving the model")
+    prefix = artifact_prefix(project.pk, f"run{run.pk}-{uuid.uuid4().hex[:12]}")
+    try:
+        size = store_artifact(outcome.path, prefix)
+        with transaction.atomic():
+            locked = Project.objects.select_for_update().get(pk=project.pk)
+            number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+            version = ModelVersion.objects.create(
+                project=locked,
+                number=number,
+                run=run,
+                artifact=prefix,
+                backbone=run.params["backbone"],
+                strategy=outcome.metrics.get("strategy", ""),
+                labels=outcome.manifest["labels"],
+                metrics=outcome.metrics,
+                fingerprint=run.fingerprint,
+                size=size,
+            )
+            run.transition(
+                RunStatus.SUCCEEDED,
+                expect=RunStatus.RUNNING,
+                progress=1.0,
+                message=f"done: v{number}",
+                metrics=outcome.metrics,
+            )
+    except BaseException:
+        # Nothing refers to these files: a failed save leaves no half-written version visible.
+        _delete_prefix(prefix)
+        raise
+    promote_if_better(version, outcome)
+    return version
+
+
+def check_ready_for_run(project: Project, images: list[Image]) -> None:
+    try:
+        check_ready(project, images)
+    except TrainingRefused as exc:
+        raise TrainingError(f"{exc} (the data changed after the run was queued)") from None
+
+
+def _delete_prefix(prefix: str) -> None:
+    try:
+        _dirs, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, OSError):
+        return
+    for name in files:
+        try:
+            default_storage.delete(f"{prefix}/{name}")
+        except OSError:
+            log.warning("could not remove %s/%s", prefix, name)
+
+
+# --- promotion ------------------------------------------------------------------------------------
+
+
+def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
+    """Serve a new version when nothing serves, or when it does at least as well on the same test images.
+
+    Both versions are scored on this run's frozen test split (images chosen by content hash, never
+    trained on), so the comparison is fair even when the data grew between them.
+    """
+    project = Project.objects.get(pk=version.project_id)
+    serving = project.serving_version
+    promote, reason = False, ""
+    if not project.auto_promote:
+        reason = "auto-promote is off for this project; promote it by hand"
+    elif serving is None:
+        promote, reason = True, "the first version of this project"
+    elif set(serving.labels) != set(version.labels):
+        promote, reason = True, "the labels changed, so the serving version cannot answer this question"
+    else:
+        new = version.metrics.get("balanced_accuracy")
+        old = _score_serving_on_test(serving, version, outcome)
+        if new is None or old is None:
+            reason = "no shared test images to compare on; promote it by hand"
+        elif new >= old:
+            promote, reason = True, f"balanced accuracy {new:.3f} vs {old:.3f} for v{serving.number}"
+        else:
+            reason = f"v{serving.number} does better on the same test images ({old:.3f} vs {new:.3f})"
+    if promote:
+        version.promote(action="auto-promote")
+    metrics = dict(version.metrics, promotion={"promoted": promote, "reason": reason})
+    ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
+    version.metrics = metrics
+    return promote, reason
+
+
+def _score_serving_on_test(serving: ModelVersion, version: ModelVersion, outcome) -> float | None:
+    test = (outcome.test_samples if outcome is not None else None) or []
+    if not test:
+        return serving.metrics.get("balanced_accuracy")
+    from classifier.evaluation import evaluate
+    from classifier.predict import Predictor
+
+    predictor = Predictor(local_copy(serving))
+    labels = list(serving.labels)
+    probabilities = predictor.predict_proba([s.source() if callable(s.source) else s.source for s in test])
+    y_true = [labels.index(sample.label) for sample in test]
+    return evaluate(y_true, probabilities, labels)["balanced_accuracy"]
