@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("projects/", include("webui.projects.urls")),
+    path("api/v1/", include("webui.api.urls")),
     path("healthz", healthz, name="healthz"),
 ]
 

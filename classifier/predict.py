@@ -1,0 +1,129 @@
+"""Serving a model version: load an artifact once, predict batches through ONNX Runtime, no torch.
+
+The web process keeps a few Predictors loaded; a downloaded artifact works the same way:
+
+    from classifier.predict import Predictor
+    predictor = Predictor("path/to/version")
+    [result] = predictor.predict(["photo.jpg"])
+    print(result.label, result.probability, result.unknown)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import UnknownDetector
+from .artifacts import UNKNOWN_PREFIX, load_arrays, split_prefixed, verify_artifact
+from .errors import ArtifactError
+from .features import INPUT_NAME, make_session
+from .preprocessing import Preprocessing, load_rgb, preprocess
+
+_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer.
+
+    Attributes:
+        label: the most likely label.
+        probability: its calibrated probability.
+        top: (label, probability) pairs, most likely first.
+        unknown: True when the image is unlike everything seen in training (do not trust `label`).
+        unknown_score: how unusual the image is; above the artifact's threshold means unknown.
+    """
+
+    label: str
+    probability: float
+    top: list[tuple[str, float]]
+    unknown: bool
+    unknown_score: float
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "probability": self.probability,
+            "top": [{"label": name, "probability": p} for name, p in self.top],
+            "unknown": self.unknown,
+            "unknown_score": self.unknown_score,
+        }
+
+
+class Predictor:
+    """A loaded model version.
+
+    Args:
+        path: the artifact directory (checked against its manifest's hashes and format version).
+        threads: ONNX Runtime intra-op threads.
+    Raises:
+        ArtifactError: missing, corrupt, tampered or incompatible artifact.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+        self.path = Path(path)
+        self.manifest = verify_artifact(self.path)
+        self.labels: list[str] = list(self.manifest["labels"])
+        self.preprocessing = Preprocessing.from_dict(self.manifest["preprocessing"])
+        try:
+            self.session = make_session(self.path / "model.onnx", threads)
+        except Exception as exc:  # onnxruntime raises its own exception types for a bad graph
+            raise ArtifactError(f"model.onnx cannot be loaded: {exc}") from exc
+        arrays = load_arrays(self.path)
+        unknown = split_prefixed(arrays, UNKNOWN_PREFIX)
+        self.detector = UnknownDetector.from_arrays(unknown) if unknown else None
+
+    @property
+    def version_info(self) -> dict:
+        return {
+            "backbone": self.manifest["backbone"],
+            "labels": self.labels,
+            "strategy": self.manifest.get("strategy"),
+        }
+
+    def _tensor(self, sources: Sequence) -> np.ndarray:
+        prep = self.preprocessing
+        batch = np.empty((len(sources), 3, prep.crop, prep.crop), dtype=np.float32)
+        for i, source in enumerate(sources):
+            batch[i] = preprocess(load_rgb(source, target_size=prep.resize), prep)
+        return batch
+
+    def run(self, sources: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities [N, K] and features [N, D] for images (bytes, paths or file objects).
+
+        Raises:
+            ImageError: an image cannot be decoded (the whole call fails; predict one by one to isolate).
+        """
+        probs, feats = [], []
+        for start in range(0, len(sources), _BATCH):
+            batch = self._tensor(sources[start : start + _BATCH])
+            p, f = self.session.run(["probabilities", "features"], {INPUT_NAME: batch})
+            probs.append(p)
+            feats.append(f)
+        if not probs:
+            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, 0), np.float32)
+        return np.concatenate(probs), np.concatenate(feats)
+
+    def predict_proba(self, sources: Sequence) -> np.ndarray:
+        """Returns: probabilities [N, K] in `labels` order."""
+        return self.run(sources)[0]
+
+    def predict(self, sources: Sequence, top_k: int = 5) -> list[Prediction]:
+        """Args: sources: images; top_k: how many labels to list. Returns: one Prediction per image."""
+        probs, feats = self.run(sources)
+        if self.detector is not None and len(feats):
+            scores = self.detector.score(feats)
+            unknown = self.detector.is_unknown(feats)
+        else:
+            scores, unknown = np.zeros(len(probs)), np.zeros(len(probs), dtype=bool)
+        k = max(1, min(int(top_k), len(self.labels)))
+        results = []
+        for row, score, is_unknown in zip(probs, scores, unknown, strict=True):
+            order = np.argsort(-row, kind="stable")[:k]
+            top = [(self.labels[i], float(row[i])) for i in order]
+            results.append(Prediction(top[0][0], top[0][1], top, bool(is_unknown), float(score)))
+        return results

@@ -1,0 +1,304 @@
+"""What the API reads and writes. Output serializers are read-only views of the models; input
+serializers validate, and the views hand the cleaned values to the domain services."""
+
+from __future__ import annotations
+
+import re
+
+from django.db.models import Case, CharField, Count, OuterRef, Subquery, Value, When
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from webui.projects.models import Image, Label, Membership, Project, Role, SplitHint
+from webui.training.models import ModelVersion, TrainingRun
+
+COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def escaped_name(name: str, limit: int = 255) -> str:
+    """A client-sent file name as inert text: control and bidi characters spelled out, length bounded."""
+    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in name)
+    return text[-limit:]
+
+
+def validate_backbone_name(value: str) -> str:
+    from classifier.backbones import BACKBONES
+
+    if value not in BACKBONES:
+        raise serializers.ValidationError(f"unknown backbone {value!r}; choose one of {', '.join(BACKBONES)}")
+    return value
+
+
+# --- projects -------------------------------------------------------------------------------------
+
+
+def with_stats(queryset, user):
+    """Projects annotated with the caller's role and their image and label counts, in one query."""
+    member_role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    return queryset.select_related("serving_version").annotate(
+        caller_role=Case(
+            When(owner=user, then=Value(Role.OWNER.value)),
+            default=Subquery(member_role),
+            output_field=CharField(),
+        ),
+        n_images=Count("images", distinct=True),
+        n_labels=Count("labels", distinct=True),
+    )
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    role = serializers.ChoiceField(choices=Role.choices, source="caller_role", read_only=True)
+    serving_version = serializers.IntegerField(
+        source="serving_version.number", read_only=True, allow_null=True, default=None
+    )
+    serving_version_id = serializers.IntegerField(read_only=True, allow_null=True)
+    image_count = serializers.IntegerField(source="n_images", read_only=True)
+    label_count = serializers.IntegerField(source="n_labels", read_only=True)
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "description",
+            "backbone",
+            "auto_promote",
+            "role",
+            "serving_version",
+            "serving_version_id",
+            "image_count",
+            "label_count",
+            "created",
+        ]
+        read_only_fields = fields
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    backbone = serializers.CharField(required=False, validators=[validate_backbone_name])
+    auto_promote = serializers.BooleanField(required=False)
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list, max_length=100
+    )
+
+
+class ProjectUpdateSerializer(serializers.ModelSerializer):
+    backbone = serializers.CharField(max_length=64, validators=[validate_backbone_name])
+
+    class Meta:
+        model = Project
+        fields = ["name", "description", "backbone", "auto_promote"]
+
+
+# --- labels ---------------------------------------------------------------------------------------
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    """Read and write a label; the view passes the project in the context for the uniqueness check."""
+
+    image_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Label
+        fields = ["id", "name", "colour", "order", "image_count", "created"]
+        read_only_fields = ["id", "image_count", "created"]
+        extra_kwargs = {"colour": {"required": False}, "order": {"required": False}}
+
+    @extend_schema_field(serializers.IntegerField())
+    def get_image_count(self, label) -> int:
+        annotated = getattr(label, "n_images", None)
+        return annotated if annotated is not None else label.images.count()
+
+    def validate_name(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("a label needs a name")
+        project = self.context["project"]
+        clash = project.labels.filter(name__iexact=value)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(f"this project already has a label named {value!r}")
+        return value
+
+    def validate_colour(self, value: str) -> str:
+        if not COLOUR.match(value):
+            raise serializers.ValidationError("colour must look like #rrggbb, e.g. #2563eb")
+        return value.lower()
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(source="label.name", read_only=True, allow_null=True, default=None)
+    label_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Image
+        fields = [
+            "id",
+            "original_name",
+            "sha256",
+            "width",
+            "height",
+            "format",
+            "size",
+            "label",
+            "label_id",
+            "split",
+            "created",
+        ]
+        read_only_fields = fields
+
+
+class UploadedImageSerializer(ImageSerializer):
+    duplicate = serializers.BooleanField(read_only=True)
+
+    class Meta(ImageSerializer.Meta):
+        fields = [*ImageSerializer.Meta.fields, "duplicate"]
+        read_only_fields = fields
+
+
+class UploadSerializer(serializers.Serializer):
+    """Multipart form: the files and an optional label for them (schema only; the view reads FILES)."""
+
+    files = serializers.ListField(child=serializers.FileField())
+    label = serializers.CharField(required=False, max_length=100)
+
+
+class RejectedSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    error = serializers.CharField()
+
+
+class UploadResultSerializer(serializers.Serializer):
+    images = UploadedImageSerializer(many=True)
+    rejected = RejectedSerializer(many=True)
+
+
+class ImageUpdateSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=100, allow_null=True, required=False)
+    split = serializers.ChoiceField(choices=SplitHint.choices, required=False)
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+class TrainSerializer(serializers.Serializer):
+    backbone = serializers.CharField(required=False, max_length=64)
+    strategy = serializers.ChoiceField(choices=["auto", "linear", "partial", "full"], required=False)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="project_id", read_only=True)
+    model_version = serializers.SerializerMethodField()
+    model_version_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "project",
+            "status",
+            "progress",
+            "message",
+            "params",
+            "metrics",
+            "model_version",
+            "model_version_id",
+            "error",
+            "created",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    @staticmethod
+    def _version(run) -> ModelVersion | None:
+        try:
+            return run.model_version
+        except ModelVersion.DoesNotExist:
+            return None
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_model_version(self, run) -> int | None:
+        version = self._version(run)
+        return version.number if version else None
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_model_version_id(self, run) -> int | None:
+        version = self._version(run)
+        return version.pk if version else None
+
+
+class TrainedRunSerializer(RunSerializer):
+    reused = serializers.BooleanField(read_only=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "reused"]
+        read_only_fields = fields
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="project_id", read_only=True)
+    serving = serializers.SerializerMethodField()
+    labels = serializers.ListField(child=serializers.CharField(), read_only=True)
+    metrics = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "number", "project", "backbone", "strategy", "labels", "metrics", "serving", "created", "size"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_serving(self, version) -> bool:
+        serving_id = self.context.get("serving_id", None)
+        if "serving_id" not in self.context:
+            serving_id = version.project.serving_version_id
+        return version.pk == serving_id
+
+
+# --- predictions ----------------------------------------------------------------------------------
+
+
+class PredictOptionsSerializer(serializers.Serializer):
+    version = serializers.IntegerField(required=False, min_value=1, help_text="a version id; default: serving")
+    top_k = serializers.IntegerField(required=False, min_value=1, max_value=100, default=5)
+
+
+class PredictRequestSerializer(PredictOptionsSerializer):
+    file = serializers.FileField()
+
+
+class ScoreSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    probability = serializers.FloatField()
+
+
+class PredictionSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    probability = serializers.FloatField()
+    top = ScoreSerializer(many=True)
+    unknown = serializers.BooleanField()
+    unknown_score = serializers.FloatField()
+    model_version = serializers.IntegerField()
+    model_version_id = serializers.IntegerField()
+
+
+class BackboneImageSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    backbone = serializers.CharField(required=False, max_length=64)
+
+
+class FeaturesSerializer(serializers.Serializer):
+    backbone = serializers.CharField()
+    dim = serializers.IntegerField()
+    vector = serializers.ListField(child=serializers.FloatField())
+
+
+class RecognitionSerializer(serializers.Serializer):
+    backbone = serializers.CharField()
+    top = ScoreSerializer(many=True)

@@ -1,0 +1,59 @@
+"""Shared pieces of the API views: error shape, throttling, reading uploads, common responses."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from webui.api.errors import BadRequest, ErrorSerializer, JsonErrors
+from webui.projects.services import UploadRejected, read_limited
+
+DEFAULT_PREDICT_RATE = "20/s"
+
+
+class ApiView(JsonErrors, APIView):
+    pass
+
+
+class PredictThrottle(ScopedRateThrottle):
+    """Per-user (per-IP for anonymous callers) limit on endpoints that run a model.
+
+    The rate comes from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["predict"] when set, else
+    PINHOLE_API_PREDICT_RATE, else 20/s; read per request so settings overrides take effect.
+    """
+
+    def get_rate(self):
+        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+        return rates.get(self.scope) or getattr(settings, "PINHOLE_API_PREDICT_RATE", DEFAULT_PREDICT_RATE)
+
+
+def error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+UNAUTHORIZED = error("Not signed in (send a token or a session cookie).")
+NOT_FOUND = error("No such object, or the caller may not see it.")
+FORBIDDEN = error("The caller's role does not allow this.")
+BAD_REQUEST = error("Invalid input; `detail` says what to fix.")
+CONFLICT = error("The object's state does not allow this.")
+THROTTLED = error("Too many requests; retry after the Retry-After header's seconds.")
+
+READ_ERRORS = {401: UNAUTHORIZED, 404: NOT_FOUND}
+WRITE_ERRORS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND}
+
+
+def uploaded_image_bytes(request, field: str = "file") -> bytes:
+    """One uploaded file's bytes, refusing anything over PINHOLE_MAX_IMAGE_MB without reading on."""
+    uploaded = request.FILES.get(field)
+    if uploaded is None:
+        raise BadRequest(f"send the image as multipart/form-data in the {field!r} field")
+    try:
+        data = read_limited(uploaded, int(settings.PINHOLE_MAX_IMAGE_MB * 1024 * 1024))
+    except UploadRejected as exc:
+        raise BadRequest(str(exc)) from None
+    if not data:
+        raise BadRequest("not an image: the file is empty")
+    return data

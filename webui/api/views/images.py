@@ -1,0 +1,146 @@
+"""Uploading, listing, labelling and deleting images."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import TooManyFilesSent
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from webui.api.errors import BadRequest, JsonErrors
+from webui.api.serializers import (
+    ImageSerializer,
+    ImageUpdateSerializer,
+    UploadedImageSerializer,
+    UploadResultSerializer,
+    UploadSerializer,
+    escaped_name,
+)
+from webui.api.views.base import READ_ERRORS, WRITE_ERRORS, ApiView
+from webui.projects.access import get_in_project_for_user, get_project_for_user
+from webui.projects.models import Image
+from webui.projects.services import UploadRejected, delete_image, get_or_create_label, ingest_image, set_label
+
+
+class ImagePagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 500
+
+
+def _too_many() -> BadRequest:
+    return BadRequest(f"at most {settings.PINHOLE_MAX_FILES_PER_REQUEST} files per request")
+
+
+class ImageList(JsonErrors, generics.ListAPIView):
+    serializer_class = ImageSerializer
+    pagination_class = ImagePagination
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        project = get_project_for_user(self.request.user, self.kwargs["project_id"])
+        images = project.images.select_related("label")
+        params = self.request.query_params
+        if params.get("label"):
+            images = images.filter(label__name__iexact=params["label"])
+        if params.get("unlabeled", "").lower() in ("1", "true", "yes"):
+            images = images.filter(label__isnull=True)
+        return images
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("label", OpenApiTypes.STR, description="only images with this label (by name)"),
+            OpenApiParameter("unlabeled", OpenApiTypes.BOOL, description="only images without a label"),
+        ],
+        responses={200: ImageSerializer(many=True), **READ_ERRORS},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={
+            201: UploadResultSerializer,
+            200: UploadResultSerializer,
+            400: UploadResultSerializer,
+            401: WRITE_ERRORS[401],
+            403: WRITE_ERRORS[403],
+            404: WRITE_ERRORS[404],
+        },
+        summary="Upload images (duplicates by content are returned, not stored twice)",
+        description=(
+            "201 when at least one image was new, 200 when all were already in the project, "
+            "400 (same body, or `detail`) when every file was rejected."
+        ),
+    )
+    def post(self, request, project_id: int):
+        project = get_project_for_user(request.user, project_id, write=True)
+        try:
+            files = request.FILES.getlist("files")
+            label_name = request.data.get("label")
+        except TooManyFilesSent:
+            raise _too_many() from None
+        if len(files) > settings.PINHOLE_MAX_FILES_PER_REQUEST:
+            raise _too_many()
+        if not files:
+            raise BadRequest("send one or more images as multipart/form-data in the 'files' field")
+        label = None
+        if label_name:
+            try:
+                label = get_or_create_label(project, label_name)
+            except ValueError as exc:
+                raise BadRequest(f"label: {exc}") from None
+
+        images, rejected, created = [], [], 0
+        for uploaded in files:
+            try:
+                result = ingest_image(project, request.user, uploaded, label=label)
+            except UploadRejected as exc:
+                rejected.append({"name": escaped_name(uploaded.name or ""), "error": str(exc)})
+                continue
+            result.image.duplicate = not result.created
+            created += result.created
+            images.append(result.image)
+        body = {"images": UploadedImageSerializer(images, many=True).data, "rejected": rejected}
+        if not images:
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ImageDetail(ApiView):
+    @extend_schema(responses={200: ImageSerializer, **READ_ERRORS})
+    def get(self, request, image_id: int):
+        image = get_in_project_for_user(request.user, Image.objects.select_related("label"), image_id)
+        return Response(ImageSerializer(image).data)
+
+    @extend_schema(
+        request=ImageUpdateSerializer,
+        responses={200: ImageSerializer, **WRITE_ERRORS},
+        summary="Set or clear the label (by name; created if missing), or pin the split",
+    )
+    def patch(self, request, image_id: int):
+        image = get_in_project_for_user(request.user, Image.objects.all(), image_id, write=True)
+        form = ImageUpdateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        values = form.validated_data
+        same = Image.objects.filter(pk=image.pk)
+        if "label" in values:
+            label = None
+            if values["label"] is not None:
+                try:
+                    label = get_or_create_label(image.project, values["label"])
+                except ValueError as exc:
+                    raise BadRequest(f"label: {exc}") from None
+            set_label(same, label)
+        if "split" in values:
+            same.update(split=values["split"])
+        return Response(ImageSerializer(same.select_related("label").get()).data)
+
+    @extend_schema(responses={204: None, **WRITE_ERRORS})
+    def delete(self, request, image_id: int):
+        image = get_in_project_for_user(request.user, Image.objects.all(), image_id, write=True)
+        delete_image(image)
+        return Response(status=status.HTTP_204_NO_CONTENT)
