@@ -1,0 +1,272 @@
+"""Command line: python -m classifier train|evaluate|predict|recognize|backbones|bench.
+
+Progress goes to stderr; results go to stdout as JSON (the last line of `train` and `evaluate` is one
+JSON object). A person's mistake (missing folder, one label only, an unreadable image) gives a message
+on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import ClassifierError
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the data folders."""
+
+
+def _progress_printer():
+    """A one-line progress bar on a terminal; plain lines (only when the stage changes) otherwise."""
+    tty = sys.stderr.isatty()
+    last = {"stage": None}
+
+    def show(fraction: float, message: str) -> None:
+        if tty:
+            filled = int(fraction * 30)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:5.1%} {message[:60]:<60}")
+            sys.stderr.flush()
+            return
+        stage = message.split(" ", 1)[0]
+        if stage != last["stage"]:
+            last["stage"] = stage
+            print(f"{fraction:5.1%} {message}", file=sys.stderr)
+
+    def close() -> None:
+        if tty:
+            sys.stderr.write("\n")
+
+    show.close = close
+    return show
+
+
+def _folder_samples(root: Path, what: str):
+    """Samples from DATA_DIR/<label>/<image>; files that are not images are reported later, not fatal."""
+    from .features import sha256_of
+    from .pipeline import Sample
+
+    if not root.is_dir():
+        raise UsageError(f"{what} {root} is not a folder")
+    labels = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not labels:
+        raise UsageError(
+            f"{what} {root} has no sub-folders; put each label's images in a folder named after it"
+        )
+    samples = []
+    for label in labels:
+        for path in sorted((root / label).rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                samples.append(Sample(key=sha256_of(path.read_bytes()), source=path, label=label))
+    if not samples:
+        raise UsageError(f"{what} {root} has no files in its label folders")
+    return labels, samples
+
+
+def _report_skipped(skipped: list[dict], samples) -> None:
+    by_key = {s.key: s for s in samples}
+    for item in skipped:
+        sample = by_key.get(item["key"])
+        name = sample.source if sample else item["key"][:12]
+        print(f"skipped {name}: {item['error']}", file=sys.stderr)
+
+
+def cmd_train(args) -> dict:
+    from .features import DirectoryCache, default_model_cache
+    from .pipeline import train_model
+
+    labels, samples = _folder_samples(Path(args.data_dir), "DATA_DIR")
+    if len(labels) < 2:
+        raise UsageError(f"DATA_DIR has one label folder ({labels[0]}); a classifier needs at least two")
+    val_samples = None
+    if args.val:
+        val_labels, val_samples = _folder_samples(Path(args.val), "--val")
+        extra = sorted(set(val_labels) - set(labels))
+        if extra:
+            raise UsageError(f"--val has label folders the training data lacks: {', '.join(extra)}")
+    out = Path(args.out)
+    if out.exists():
+        raise UsageError(f"--out {out} already exists; model versions are never overwritten")
+    cache = DirectoryCache(Path(args.cache) if args.cache else default_model_cache() / "features")
+    progress = _progress_printer()
+    try:
+        outcome = train_model(
+            samples, out, labels=labels, backbone=args.backbone, strategy=args.strategy, cache=cache,
+            val_samples=val_samples, seed=args.seed, device=args.device, on_progress=progress,
+        )  # fmt: skip
+    finally:
+        progress.close()
+    _report_skipped(outcome.metrics.get("skipped", []), [*samples, *(val_samples or [])])
+    m = outcome.metrics
+    keys = (
+        "accuracy", "balanced_accuracy", "labels", "confusion_matrix", "per_class", "top_k_accuracy", "ece",
+        "log_loss", "n_train", "n_val", "backbone", "strategy", "strategy_reason", "device", "evaluation",
+        "timings",
+    )  # fmt: skip
+    result = {k: m.get(k) for k in keys}
+    result["model_dir"] = str(outcome.path)
+    result["mislabeled"] = len(m.get("mislabeled", []))
+    result["near_duplicates"] = len(m.get("near_duplicates", []))
+    return result
+
+
+def cmd_evaluate(args) -> dict:
+    from .evaluation import evaluate
+    from .predict import Predictor
+
+    predictor = Predictor(args.model_dir)
+    labels, samples = _folder_samples(Path(args.data_dir), "DATA_DIR")
+    unknown = sorted(set(labels) - set(predictor.labels))
+    if unknown:
+        raise UsageError(f"DATA_DIR has label folders the model does not know: {', '.join(unknown)}")
+    started = time.perf_counter()
+    probabilities, kept, skipped = [], [], []
+    for sample in samples:
+        try:
+            probabilities.append(predictor.predict_proba([sample.source])[0])
+            kept.append(sample)
+        except ClassifierError as exc:
+            skipped.append({"key": sample.key, "error": str(exc)})
+    _report_skipped(skipped, samples)
+    if not kept:
+        raise UsageError("none of the images in DATA_DIR could be read")
+    import numpy as np
+
+    y = [predictor.labels.index(s.label) for s in kept]
+    metrics = evaluate(y, np.stack(probabilities), predictor.labels)
+    seconds = time.perf_counter() - started
+    metrics.update(
+        {
+            "backbone": predictor.manifest["backbone"]["name"],
+            "strategy": predictor.manifest.get("strategy"),
+            "n_val": len(kept),
+            "skipped": len(skipped),
+            "timings": {"total_s": round(seconds, 3), "images_per_s": round(len(kept) / seconds, 1)},
+        }
+    )
+    return metrics
+
+
+def cmd_predict(args) -> list[dict]:
+    from .predict import Predictor
+
+    predictor = Predictor(args.model_dir)
+    results = []
+    for name in args.images:
+        path = Path(name)
+        if not path.is_file():
+            results.append({"path": name, "error": "no such file"})
+            continue
+        try:
+            [prediction] = predictor.predict([path], top_k=args.top_k)
+        except ClassifierError as exc:
+            results.append({"path": name, "error": str(exc)})
+            continue
+        results.append({"path": name, **prediction.to_dict()})
+    return results
+
+
+def cmd_recognize(args) -> list[dict]:
+    from .features import recognize
+
+    results = []
+    for name in args.images:
+        try:
+            [top] = recognize([Path(name)], backbone=args.backbone, top_k=args.top_k)
+        except (ClassifierError, OSError) as exc:
+            results.append({"path": name, "error": str(exc)})
+            continue
+        results.append({"path": name, "top": [{"label": c, "probability": p} for c, p in top]})
+    return results
+
+
+def cmd_backbones(args) -> list[dict]:
+    from .backbones import list_backbones
+
+    return list_backbones()
+
+
+def cmd_bench(args) -> dict:
+    from .benchmark import extraction_benchmark
+
+    root = Path(args.data_dir)
+    if not root.is_dir():
+        raise UsageError(f"DATA_DIR {root} is not a folder")
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not paths:
+        raise UsageError(f"DATA_DIR {root} has no files")
+    return extraction_benchmark(paths, backbone=args.backbone, limit=args.limit, eager_limit=args.eager_limit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .backbones import DEFAULT_BACKBONE
+
+    parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model on DATA_DIR/<label>/<images>")
+    train.add_argument("data_dir")
+    train.add_argument("--out", required=True, help="the model directory to create")
+    train.add_argument("--val", help="a validation folder with the same label sub-folders")
+    train.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    train.add_argument("--strategy", default="auto", choices=["auto", "linear", "partial", "full"])
+    train.add_argument("--cache", help="feature cache directory (default: PINHOLE_MODEL_CACHE/features)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a model on DATA_DIR/<label>/<images>")
+    evaluate.add_argument("model_dir")
+    evaluate.add_argument("data_dir")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="label images with a model")
+    predict.add_argument("model_dir")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.set_defaults(func=cmd_predict)
+
+    recognize = sub.add_parser("recognize", help="the pretrained network's own ImageNet top-k")
+    recognize.add_argument("images", nargs="+")
+    recognize.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    recognize.add_argument("--top-k", type=int, default=5)
+    recognize.set_defaults(func=cmd_recognize)
+
+    backbones = sub.add_parser("backbones", help="which backbones are usable on this host")
+    backbones.set_defaults(func=cmd_backbones)
+
+    bench = sub.add_parser("bench", help="extraction throughput: ONNX Runtime vs eager PyTorch, same run")
+    bench.add_argument("data_dir")
+    bench.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    bench.add_argument("--limit", type=int, default=0, help="at most this many images (0: all)")
+    bench.add_argument("--eager-limit", type=int, default=64, help="images for the slow eager run")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except (UsageError, ClassifierError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if isinstance(result, list):
+        for item in result:
+            print(json.dumps(item))
+        return 1 if any("error" in item for item in result) else 0
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
