@@ -234,19 +234,27 @@ def train_model(
     t2 = time.perf_counter()
     export = _Stage(on_progress, "export")
     export(0.0, "exporting the model")
-    if net is None:
-        # The network whose features the head was trained on (a worker's may sit on a GPU).
-        net = copy.deepcopy(extractor.net).cpu().float().eval()
     out_dir = Path(out_dir)
     staging = out_dir.parent / f".{out_dir.name}.onnx"
     staging.mkdir(parents=True, exist_ok=True)
     try:
-        from .export import export_serving_onnx
+        onnx_path = staging / ONNX_FILE
+        check_sources = [resolve(s.source) for s in final_samples[:4]]
+        if adapt is None and extractor.engine == "onnx":
+            from .export import append_head_onnx
 
-        onnx_path = export_serving_onnx(net, head, staging / "model.onnx", spec.preprocessing.crop)
-        _check_export(
-            onnx_path, net, head, [resolve(s.source) for s in final_samples[:4]], spec.preprocessing
-        )
+            append_head_onnx(extractor.onnx_path(), head, onnx_path)
+            _check_linear_export(
+                onnx_path, head, check_sources, [vectors[s.key] for s in final_samples[:4]], spec
+            )
+        else:
+            from .export import export_serving_onnx
+
+            if net is None:
+                # The network whose features the head was trained on (a worker's may sit on a GPU).
+                net = copy.deepcopy(extractor.net).cpu().float().eval()
+            export_serving_onnx(net, head, onnx_path, spec.preprocessing.crop)
+            _check_export(onnx_path, net, head, check_sources, spec.preprocessing)
         export(0.8, "writing the artifact")
         total_s = time.perf_counter() - started
         metrics.update(
@@ -364,6 +372,31 @@ def _check_export(onnx_path: Path, net, head, sources: list, prep) -> None:
     worst = float(np.abs(expected - got).max())
     if worst > EXPORT_TOLERANCE:
         raise TrainingError(f"the exported model disagrees with the trained one (max difference {worst:.2g})")
+
+
+def _check_linear_export(onnx_path: Path, head, sources: list, cached: list, spec) -> None:
+    """The appended head must reproduce the trained head, on features that match the cached ones."""
+    if not sources:
+        return
+    from .features import INPUT_NAME, make_session
+    from .predict import preprocess_batch
+
+    probabilities, features = make_session(onnx_path).run(
+        ["probabilities", "features"], {INPUT_NAME: preprocess_batch(sources, spec.preprocessing)}
+    )
+    worst = float(np.abs(head.predict_proba(features) - probabilities).max())
+    if worst > EXPORT_TOLERANCE:
+        raise TrainingError(f"the exported head disagrees with the trained one (max difference {worst:.2g})")
+    reference = np.stack(cached)
+    cosine = np.sum(features * reference, axis=1) / (
+        np.linalg.norm(features, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12
+    )
+    # Cached features may come from a GPU worker in half precision: compare directions, loosely.
+    if float(cosine.min()) < 0.99:
+        raise TrainingError(
+            "the exported network's features differ from the cached ones "
+            f"(cosine {float(cosine.min()):.3f}); the feature cache may hold another network's vectors"
+        )
 
 
 def _compact(metrics: dict | None) -> dict | None:

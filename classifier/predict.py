@@ -26,6 +26,14 @@ from .preprocessing import Preprocessing, load_rgb, preprocess
 _BATCH = 32
 
 
+def preprocess_batch(sources: Sequence, prep: Preprocessing) -> np.ndarray:
+    """Images (bytes, paths, file objects) as one float32 batch [N, 3, crop, crop]."""
+    batch = np.empty((len(sources), 3, prep.crop, prep.crop), dtype=np.float32)
+    for i, source in enumerate(sources):
+        batch[i] = preprocess(load_rgb(source, target_size=prep.resize), prep)
+    return batch
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One image's answer.
@@ -86,11 +94,7 @@ class Predictor:
         }
 
     def _tensor(self, sources: Sequence) -> np.ndarray:
-        prep = self.preprocessing
-        batch = np.empty((len(sources), 3, prep.crop, prep.crop), dtype=np.float32)
-        for i, source in enumerate(sources):
-            batch[i] = preprocess(load_rgb(source, target_size=prep.resize), prep)
-        return batch
+        return preprocess_batch(sources, self.preprocessing)
 
     def run(self, sources: Sequence) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities [N, K] and features [N, D] for images (bytes, paths or file objects).
