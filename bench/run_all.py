@@ -1,0 +1,12 @@
+"""Run every benchmark in turn (`make bench`); each prints one JSON line."""
+
+from bench import extraction, predict_latency, train_cli
+
+
+def main() -> None:
+    for module in (extraction, train_cli, predict_latency):
+        module.main()
+
+
+if __name__ == "__main__":
+    main()
