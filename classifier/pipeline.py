@@ -64,6 +64,19 @@ def resolve(source):
     return source() if callable(source) else source
 
 
+class _Monotonic:
+    """Never lets the bar move backwards (a stage may run several sub-steps that each count 0..1)."""
+
+    def __init__(self, on_progress: ProgressFn | None):
+        self.on_progress = on_progress
+        self.last = 0.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.on_progress is not None:
+            self.last = max(self.last, fraction)
+            self.on_progress(self.last, message)
+
+
 class _Stage:
     """Maps a stage's own 0..1 progress onto its slice of the overall bar."""
 
@@ -145,6 +158,7 @@ def train_model(
         TrainingError: too few labels or images, unknown label, or nothing decodable.
     """
     started = time.perf_counter()
+    on_progress = _Monotonic(on_progress) if on_progress is not None else None
     if strategy not in ("auto", "linear", "partial", "full"):
         raise TrainingError(f"unknown strategy {strategy!r}; use auto, linear, partial or full")
     spec = get_backbone(backbone)

