@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
 import warnings
@@ -597,6 +598,9 @@ class Extractor:
 
 
 def _cuda_available() -> bool:
+    # Importing torch to ask costs seconds; a host without the NVIDIA driver has no CUDA device.
+    if "torch" not in sys.modules and not os.path.exists("/proc/driver/nvidia/version"):
+        return False
     try:
         import torch
     except ImportError:  # pragma: no cover

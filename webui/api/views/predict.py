@@ -143,7 +143,9 @@ class Recognize(ModelView):
 
         data, backbone = _backbone_request(request)
         try:
-            top = recognize([data], backbone=backbone, top_k=5)[0]
+            top = recognize(
+                [data], backbone=backbone, top_k=5, onnx_dir=settings.PINHOLE_MODEL_CACHE / "onnx"
+            )[0]
         except (ImageError, BackboneUnavailable) as exc:
             raise BadRequest(str(exc)) from None
         return Response(
