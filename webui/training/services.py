@@ -311,6 +311,20 @@ def _source_for(name: str):
         return read
 
 
+_extractors: dict[str, object] = {}
+_extractors_lock = threading.Lock()
+
+
+def extractor_for(backbone: str):
+    """One Extractor per backbone per worker process: the network loads once and stays."""
+    from classifier.features import Extractor
+
+    with _extractors_lock:
+        if backbone not in _extractors:
+            _extractors[backbone] = Extractor(backbone, onnx_dir=Path(settings.PINHOLE_MODEL_CACHE) / "onnx")
+        return _extractors[backbone]
+
+
 def _train_and_store(run: TrainingRun, workdir: Path) -> ModelVersion | None:
     from classifier.pipeline import train_model
 
@@ -333,6 +347,7 @@ def _train_and_store(run: TrainingRun, workdir: Path) -> ModelVersion | None:
         fingerprint=run.fingerprint,
         on_progress=progress,
         holdout="given",
+        extractor=extractor_for(run.params["backbone"]),
     )
     progress(0.97, "saving the model")
     prefix = artifact_prefix(project.pk, f"run{run.pk}-{uuid.uuid4().hex[:12]}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 
@@ -28,33 +26,6 @@ def api_for():
         if user is not None:
             api.force_login(user)
         return api
-
-    return make
-
-
-@pytest.fixture
-def image_bytes():
-    """Encoded noise images: image_bytes(colour=(r, g, b), fmt="PNG", size=(w, h), seed=0)."""
-    import numpy as np
-    from PIL import Image as PILImage
-
-    def make(colour=(200, 40, 40), fmt="PNG", size=(32, 24), seed=0) -> bytes:
-        rng = np.random.default_rng(seed)
-        noise = rng.integers(-40, 40, size=(size[1], size[0], 3))
-        pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype("uint8")
-        buffer = io.BytesIO()
-        PILImage.fromarray(pixels, "RGB").save(buffer, format=fmt)
-        return buffer.getvalue()
-
-    return make
-
-
-@pytest.fixture
-def upload():
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    def make(name: str, data: bytes, content_type: str = "application/octet-stream"):
-        return SimpleUploadedFile(name, data, content_type=content_type)
 
     return make
 

@@ -1,0 +1,176 @@
+"""Training workflows: refusals a person can act on, reuse, claims, cancel, promotion, the feature cache."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from webui.projects.services import get_or_create_label, ingest_image
+from webui.training import services
+from webui.training.models import InvalidTransition, ModelVersion, RunStatus, TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+RED, BLUE = (210, 40, 40), (40, 40, 210)
+
+
+@pytest.fixture
+def add_images(project, owner, media_root, image_bytes, upload):
+    def add(name, colour, count, start=0):
+        label = get_or_create_label(project, name)
+        for seed in range(start, start + count):
+            data = image_bytes(colour, size=(64, 64), seed=hash(name) % 1000 + seed)
+            ingest_image(project, owner, upload(f"{name}{seed}.png", data), label=label)
+
+    return add
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ([], "at least two labels"),
+        ([("red", 3)], "at least two labels"),
+        ([("red", 3), ("blue", 1)], "each label needs at least 2 images; 'blue' has 1"),
+    ],
+)
+def test_it_refuses_to_train_saying_what_is_missing(project, owner, add_images, images, message):
+    for name, count in images:
+        add_images(name, RED, count)
+    with pytest.raises(services.TrainingRefused, match=message):
+        services.start_training(project, owner)
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.parametrize(("params", "message"), [({"backbone": "nope"}, "unknown backbone"),
+                                                  ({"strategy": "magic"}, "unknown strategy")])  # fmt: skip
+def test_it_refuses_unknown_parameters(project, owner, add_images, params, message):
+    add_images("red", RED, 2)
+    add_images("blue", BLUE, 2)
+    with pytest.raises(services.TrainingRefused, match=message):
+        services.start_training(project, owner, params)
+
+
+def test_it_queues_once_after_commit_and_reuses_an_identical_run(
+    project, owner, add_images, django_capture_on_commit_callbacks
+):
+    add_images("red", RED, 2)
+    add_images("blue", BLUE, 2)
+    with django_capture_on_commit_callbacks() as callbacks:
+        run = services.start_training(project, owner, {"strategy": "linear"})
+    assert run.status == RunStatus.QUEUED and not run.reused and len(callbacks) == 1
+    with django_capture_on_commit_callbacks() as callbacks:
+        again = services.start_training(project, owner, {"strategy": "linear"})
+    assert again.pk == run.pk and again.reused and not callbacks
+    add_images("blue", BLUE, 1, start=50)  # new data: a new fingerprint, a new run
+    with django_capture_on_commit_callbacks():
+        assert services.start_training(project, owner, {"strategy": "linear"}).pk != run.pk
+
+
+def test_it_claims_a_run_once_and_takes_over_only_a_stale_one(project, settings):
+    run = TrainingRun.objects.create(project=project, params={})
+    claimed = services.claim(run.pk)
+    assert claimed.status == RunStatus.RUNNING and claimed.attempts == 1
+    with pytest.raises(services.NotClaimable):
+        services.claim(run.pk)  # a live worker holds it
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.claim(run.pk).attempts == 2  # its worker died: take over
+
+
+def test_it_fails_a_run_whose_worker_keeps_dying(project, settings):
+    settings.PINHOLE_TASK_MAX_DELIVERIES = 2
+    run = TrainingRun.objects.create(project=project, params={})
+    for _ in range(2):
+        assert services.claim(run.pk) is not None
+        TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.claim(run.pk) is None
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "stopped 2 times" in run.error
+
+
+def test_it_ignores_a_finished_or_missing_run(project):
+    run = TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED)
+    assert services.claim(run.pk) is None
+    assert services.claim(987654) is None
+
+
+def test_it_cancels_queued_runs_at_once_and_running_ones_between_batches(project):
+    queued = TrainingRun.objects.create(project=project)
+    assert services.cancel(queued).status == RunStatus.CANCELLED
+    running = TrainingRun.objects.create(project=project, status=RunStatus.RUNNING)
+    assert services.cancel(running).cancel_requested
+    progress = services._Progress(running, interval=0)
+    with pytest.raises(services.Cancelled):
+        progress(0.5, "extracting 10/20")
+    with pytest.raises(InvalidTransition):
+        services.cancel(queued)
+
+
+def test_it_throttles_progress_writes_but_not_stage_changes(project):
+    run = TrainingRun.objects.create(project=project, status=RunStatus.RUNNING)
+    progress = services._Progress(run, interval=60)
+    progress(0.1, "extracting 1/100")
+    progress(0.2, "extracting 2/100")  # same stage within the interval: skipped
+    run.refresh_from_db()
+    assert (run.progress, run.message) == (0.1, "extracting 1/100")
+    progress(0.6, "training the classifier head")
+    run.refresh_from_db()
+    assert run.message == "training the classifier head"
+
+
+def _set(version, **metrics):
+    version.metrics = {**version.metrics, **metrics}
+    ModelVersion.objects.filter(pk=version.pk).update(metrics=version.metrics)
+    return version
+
+
+def test_it_serves_the_first_version_and_better_ones_automatically(project, make_version):
+    v1 = _set(make_version(project, 1), balanced_accuracy=0.9)
+    assert services.promote_if_better(v1)[0]
+    worse = _set(make_version(project, 2), balanced_accuracy=0.8)
+    promoted, reason = services.promote_if_better(worse)
+    assert not promoted and "v1 does better" in reason
+    better = _set(make_version(project, 3), balanced_accuracy=0.95)
+    assert services.promote_if_better(better)[0]
+    project.refresh_from_db()
+    assert project.serving_version == better
+    assert ModelVersion.objects.get(pk=worse.pk).metrics["promotion"]["promoted"] is False
+
+
+def test_it_waits_for_a_person_when_auto_promote_is_off(project, make_version):
+    project.auto_promote = False
+    project.save()
+    promoted, reason = services.promote_if_better(make_version(project, 1))
+    assert not promoted and "auto-promote is off" in reason
+
+
+def test_it_serves_a_version_whose_labels_changed(project, make_version):
+    _set(make_version(project, 1), balanced_accuracy=0.99).promote()
+    changed = _set(make_version(project, 2, labels=("ants", "bees", "wasps")), balanced_accuracy=0.5)
+    assert services.promote_if_better(changed) == (
+        True,
+        "the labels changed, so the serving version cannot answer this question",
+    )
+
+
+@pytest.mark.slow
+def test_it_extracts_only_new_images_when_retraining(
+    project, owner, add_images, django_capture_on_commit_callbacks
+):
+    add_images("red", RED, 4)
+    add_images("blue", BLUE, 4)
+    with django_capture_on_commit_callbacks():
+        first = services.start_training(project, owner, {"strategy": "linear"})
+    services.run_training(first.pk)
+    first.refresh_from_db()
+    assert first.status == RunStatus.SUCCEEDED, first.error
+    assert first.metrics["timings"]["n_extracted"] == 8
+
+    add_images("red", RED, 2, start=100)
+    with django_capture_on_commit_callbacks():
+        second = services.start_training(project, owner, {"strategy": "linear"})
+    services.run_training(second.pk)
+    second.refresh_from_db()
+    assert second.status == RunStatus.SUCCEEDED, second.error
+    assert (second.metrics["timings"]["n_extracted"], second.metrics["timings"]["n_cached"]) == (2, 8)
+    assert list(project.versions.values_list("number", flat=True)) == [2, 1]
+    assert second.model_version.number == 2
