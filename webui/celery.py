@@ -17,6 +17,14 @@ app = Celery("pinhole")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 
+def _transport_options(settings) -> dict:
+    # Only Redis-like transports re-deliver on a visibility timeout; kombu's SQLAlchemy transport passes
+    # every option to create_engine(), which refuses unknown keywords.
+    if settings.CELERY_BROKER_URL.startswith(("redis", "rediss", "sqs")):
+        return {"visibility_timeout": settings.PINHOLE_BROKER_VISIBILITY_TIMEOUT}
+    return {}
+
+
 @app.on_configure.connect
 def _configure(sender, **kwargs):
     from django.conf import settings
@@ -34,7 +42,7 @@ def _configure(sender, **kwargs):
         task_default_queue="default",
         task_queues=(Queue("default"), Queue("training")),
         task_routes={"webui.training.tasks.*": {"queue": "training"}},
-        broker_transport_options={"visibility_timeout": settings.PINHOLE_BROKER_VISIBILITY_TIMEOUT},
+        broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

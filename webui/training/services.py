@@ -120,11 +120,25 @@ def start_training(project: Project, user, params: dict | None = None) -> Traini
             created_by=user if getattr(user, "is_authenticated", False) else None,
             message="waiting for a worker",
         )
-        from webui.training.tasks import train
-
-        transaction.on_commit(lambda: train.delay(run.pk))
+        transaction.on_commit(lambda: _enqueue(run.pk))
     run.reused = False
     return run
+
+
+def _enqueue(run_id: int) -> None:
+    """Hand the run to the queue; if the broker is unreachable, fail the run with a message instead."""
+    from webui.training.tasks import train
+
+    try:
+        train.delay(run_id)
+    except Exception as exc:  # kombu raises OperationalError and friends from the transport
+        log.exception("could not enqueue training run %s", run_id)
+        TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            error=f"the task queue could not be reached ({type(exc).__name__}); try again in a minute",
+            message="the task queue could not be reached",
+        )
 
 
 def _has_version(run: TrainingRun) -> bool:
