@@ -314,6 +314,8 @@ class Extractor:
         threads: CPU threads for decoding and ONNX Runtime (default: all usable cores).
         pretrained: False uses random weights (tests); the ONNX file is then keyed by their hash.
         engine: "auto" (ONNX Runtime on CPU, torch on CUDA), "onnx" or "torch" (eager, for comparison).
+        mirrored: extract features of the horizontally mirrored images (training augmentation),
+            cached under their own key.
     """
 
     def __init__(
@@ -325,8 +327,10 @@ class Extractor:
         threads: int | None = None,
         pretrained: bool = True,
         engine: str = "auto",
+        mirrored: bool = False,
     ):
         self.backbone = get_backbone(backbone)
+        self.mirrored = mirrored
         self.preprocessing = self.backbone.preprocessing
         self.pretrained = pretrained
         self.threads = threads or cpu_count()
@@ -418,8 +422,15 @@ class Extractor:
 
     # -- pipeline ---------------------------------------------------------------------------------
 
+    @property
+    def cache_key(self) -> str:
+        """What cached vectors are keyed by: the backbone, and whether the images were mirrored."""
+        return self.backbone.cache_key + ("+mirrored" if self.mirrored else "")
+
     def _decode(self, source: Source) -> np.ndarray:
-        return preprocess(load_rgb(source, target_size=self.preprocessing.resize), self.preprocessing)
+        array = preprocess(load_rgb(source, target_size=self.preprocessing.resize), self.preprocessing)
+        # Mirrored copies are training augmentation: a bee facing left is still a bee.
+        return np.ascontiguousarray(array[:, :, ::-1]) if self.mirrored else array
 
     def _decode_many(self, sources: Sequence[Source], start: int) -> tuple[list[int], list, list]:
         indices, arrays, errors = [], [], []
@@ -536,7 +547,7 @@ class Extractor:
         Returns:
             ExtractionResult(vectors by sha, failed {sha: message}, n_extracted, n_cached).
         """
-        key = self.backbone.cache_key
+        key = self.cache_key
         unique: dict[str, Source] = {}
         for sha, source in items:
             unique.setdefault(sha, source)

@@ -21,12 +21,19 @@ from .artifacts import ONNX_FILE, TAIL_FILE, head_arrays, new_manifest, write_ar
 from .backbones import DEFAULT_BACKBONE, get_backbone
 from .errors import ImageError, TrainingError
 from .evaluation import evaluate, holdout_split, kfold_evaluate
+from .heads import LinearHead
 from .training import check_counts, choose_strategy, fit_linear
 
 ProgressFn = Callable[[float, str], None]
 
 # Stages of the progress bar: what a person waits on, roughly in proportion to its cost.
-_STAGES = {"extract": (0.0, 0.55), "adapt": (0.55, 0.8), "fit": (0.8, 0.9), "export": (0.9, 0.97)}
+_STAGES = {
+    "extract": (0.0, 0.4),
+    "mirror": (0.4, 0.55),
+    "adapt": (0.55, 0.8),
+    "fit": (0.8, 0.9),
+    "export": (0.9, 0.97),
+}
 # With fewer images than this in the smallest label, a 20 % holdout is too noisy: use k-fold instead.
 MIN_PER_LABEL_HOLDOUT = 20
 # Largest difference in any probability allowed between the exported graph and the torch model.
@@ -99,7 +106,7 @@ def extract_all(extractor, samples: Sequence[Sample], cache, on_progress: Progre
 
     cache = cache if cache is not None else MemoryCache()
     keys = list(dict.fromkeys(s.key for s in samples))
-    cached = cache.get_many(extractor.backbone.cache_key, keys)
+    cached = cache.get_many(extractor.cache_key, keys)
     missing = [s for s in {s.key: s for s in samples}.values() if s.key not in cached]
     failed: dict[str, str] = {}
     items = []
@@ -131,6 +138,7 @@ def train_model(
     on_progress: ProgressFn | None = None,
     extractor=None,
     pretrained: bool = True,
+    augment: bool = True,
 ) -> TrainOutcome:
     """Train a model version and write its artifact to `out_dir`.
 
@@ -152,6 +160,7 @@ def train_model(
         on_progress: on_progress(fraction, message); may raise Cancelled, which propagates.
         extractor: a features.Extractor to reuse (workers keep one per backbone).
         pretrained: False uses random weights (tests only).
+        augment: train the linear head on mirrored copies of the training images too.
     Returns:
         TrainOutcome with the artifact path, the metrics, the manifest and the test samples.
     Raises:
@@ -202,8 +211,19 @@ def train_model(
     t1 = time.perf_counter()
     net = None
     fit = _Stage(on_progress, "fit")
+    mirrored: dict[str, np.ndarray] = {}
     if strategy == "linear":
-        result = fit_linear(X[train_idx], y[train_idx], labels, seed=seed, on_progress=fit)
+        if augment:
+            mirror_samples = samples if refit_all else [samples[i] for i in train_idx]
+            t_mirror = time.perf_counter()
+            mirrored = _mirrored_features(extractor, mirror_samples, cache, on_progress)
+            extract_s += time.perf_counter() - t_mirror
+            t1 += time.perf_counter() - t_mirror
+        X_fit, y_fit, groups = _with_mirrored(
+            X[train_idx], y[train_idx], [samples[i] for i in train_idx], mirrored
+        )
+        result = fit_linear(X_fit, y_fit, labels, seed=seed, groups=groups, on_progress=fit)
+        result.features = None  # evaluation and analysis use the original images only
         adapt = None
     else:
         from .adapt import adapt_network
@@ -234,12 +254,17 @@ def train_model(
         # The evaluation held images back; the model people use learns from all of them.
         X_final = _features_for(samples, vectors, adapt)
         y_final = y
-        head = fit_linear(X_final, y_final, labels, seed=seed).head
+        X_fit, y_fit, groups = _with_mirrored(X_final, y_final, samples, mirrored)
+        head = fit_linear(X_fit, y_fit, labels, seed=seed, groups=groups).head
     fit_s = time.perf_counter() - t1
 
     # -- analysis (from the features already there) ------------------------------------------------
     if oof is None:
-        oof_metrics, oof = kfold_evaluate(X_final, y_final, labels, seed=seed)
+        # Out-of-fold answers only to find suspicious labels: reuse the chosen C rather than search again.
+        oof_metrics, oof = kfold_evaluate(
+            X_final, y_final, labels, seed=seed,
+            make_head=lambda: LinearHead(C=head.C_, calibrate=False, random_state=seed),
+        )  # fmt: skip
     final_samples = samples if (refit_all and len(test_idx)) else [samples[i] for i in train_idx]
     analysis = _analysis(final_samples, X_final, y_final, oof, labels, samples, test_idx, vectors, adapt)
     detector = UnknownDetector(random_state=seed).fit(X_final)
@@ -342,6 +367,30 @@ def _evaluation_plan(samples, y, n_labels: int, holdout: str, seed: int):
         train, test = holdout_split(y, test_fraction=0.2, seed=seed)
         return train, test, f"stratified holdout of {len(test)} images", True
     return everything, empty, "cross-validation", False
+
+
+def _mirrored_features(extractor, samples, cache, on_progress) -> dict[str, np.ndarray]:
+    """Features of the mirrored training images (cached like any other features)."""
+    mirror = copy.copy(extractor)  # shares the loaded network and session
+    mirror.mirrored = True
+    stage = _Stage(on_progress, "extract")
+    vectors, _failed, _n, _cached = extract_all(
+        mirror,
+        samples,
+        cache,
+        lambda f, m: stage(1.0, "mirrored " + m) if f >= 1 else stage(f, "mirrored " + m),
+    )
+    return vectors
+
+
+def _with_mirrored(X, y, samples, mirrored: dict[str, np.ndarray]):
+    """Training rows plus their mirrored copies; groups keep an image and its copy in one CV fold."""
+    groups = np.arange(len(samples))
+    extra = [i for i, s in enumerate(samples) if s.key in mirrored]
+    if not extra:
+        return X, y, None
+    X_m = np.stack([mirrored[samples[i].key] for i in extra]).astype(np.float32)
+    return np.concatenate([X, X_m]), np.concatenate([y, y[extra]]), np.concatenate([groups, groups[extra]])
 
 
 def _features_for(samples, vectors, adapt) -> np.ndarray:

@@ -14,10 +14,11 @@ from classifier.training import choose_strategy, fit_linear
     [
         ({"ants": 5, "bees": 8}, "cpu", "linear"),
         ({"ants": 29, "bees": 500}, "cuda", "linear"),
-        ({"a": 30, "b": 35, "c": 40}, "cpu", "partial"),
-        ({"ants": 40, "bees": 40}, "cpu", "linear"),  # 80 images in all: too few whatever the spread
-        ({"ants": 60, "bees": 60}, "cpu", "partial"),
-        ({"ants": 121, "bees": 130}, "cpu", "partial"),
+        ({"a": 30, "b": 35, "c": 40}, "cuda", "partial"),
+        ({"ants": 40, "bees": 40}, "cuda", "linear"),  # 80 images in all: too few whatever the spread
+        ({"ants": 60, "bees": 60}, "cuda", "partial"),
+        ({"ants": 121, "bees": 130}, "cpu", "linear"),  # a CPU adapts only from 300 per label
+        ({"ants": 300, "bees": 310}, "cpu", "partial"),
         ({"ants": 300, "bees": 300}, "cuda", "partial"),
         ({"ants": 999, "bees": 5000}, "cuda:0", "partial"),
         ({"ants": 1000, "bees": 5000}, "cuda:0", "full"),
