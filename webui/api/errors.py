@@ -53,3 +53,27 @@ class JsonErrors:
 
     def get_exception_handler(self):
         return exception_handler
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """404 for a URL no route matches: JSON under /api/ (clients parse it), the site's page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if _is_api(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    """500: JSON under /api/, the site's page elsewhere; never a traceback."""
+    from django.http import JsonResponse
+    from django.views.defaults import server_error as page_server_error
+
+    if _is_api(request):
+        return JsonResponse({"detail": "Internal error; it has been logged."}, status=500)
+    return page_server_error(request)
