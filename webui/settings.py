@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 from webui.lib.env import (
+    ConfigError,
     broker_url,
     database_config,
     env_bool,
@@ -128,8 +129,32 @@ PINHOLE_MAX_IMAGE_MB = env_float("PINHOLE_MAX_IMAGE_MB", 20.0, minimum=0.1)
 PINHOLE_MAX_REQUEST_MB = env_float("PINHOLE_MAX_REQUEST_MB", 50.0, minimum=0.1)
 PINHOLE_MAX_FILES_PER_REQUEST = env_int("PINHOLE_MAX_FILES_PER_REQUEST", 100, minimum=1)
 DATA_UPLOAD_MAX_NUMBER_FILES = PINHOLE_MAX_FILES_PER_REQUEST
+# Zip imports (RELIABILITY row 7): checked from the central directory before anything is extracted.
+PINHOLE_MAX_ZIP_MB = env_float("PINHOLE_MAX_ZIP_MB", 200.0, minimum=1)
+PINHOLE_ZIP_MAX_UNCOMPRESSED_MB = env_float("PINHOLE_ZIP_MAX_UNCOMPRESSED_MB", 200.0, minimum=1)
+PINHOLE_ZIP_MAX_ENTRIES = env_int("PINHOLE_ZIP_MAX_ENTRIES", 2000, minimum=1)
+PINHOLE_ZIP_MAX_RATIO = env_float("PINHOLE_ZIP_MAX_RATIO", 50.0, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
+
+# Rate limits per minute (RELIABILITY rows 29, 34): public share-page predictions per IP, failed share
+# token lookups per IP (guessing), and "Try it" predictions per signed-in user.
+PINHOLE_SHARE_RATE_PER_MINUTE = env_int("PINHOLE_SHARE_RATE_PER_MINUTE", 20, minimum=1)
+PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE = env_int("PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE", 30, minimum=1)
+PINHOLE_TRY_RATE_PER_MINUTE = env_int("PINHOLE_TRY_RATE_PER_MINUTE", 120, minimum=1)
+
+# Rate-limit counters and prediction suggestions live in Django's cache. One process keeps them in
+# memory; several web processes or hosts need a shared cache: PINHOLE_CACHE_URL=redis://host:6379/1.
+_CACHE_URL = env_str("PINHOLE_CACHE_URL")
+if _CACHE_URL and not _CACHE_URL.startswith(("redis://", "rediss://")):
+    raise ConfigError(f"PINHOLE_CACHE_URL must be a redis:// URL, not {_CACHE_URL.split(':')[0]!r}")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+        if _CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 # --- ML -------------------------------------------------------------------------------------------
 PINHOLE_DEFAULT_BACKBONE = env_str("PINHOLE_DEFAULT_BACKBONE", "efficientnet_lite0")

@@ -17,9 +17,14 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("projects/", include("webui.projects.urls")),
+    path("projects/<int:project_id>/", include("webui.training.urls")),
+    path("", include("webui.serving.urls")),
     path("api/v1/", include("webui.api.urls")),
     path("healthz", healthz, name="healthz"),
 ]
 
 admin.site.site_header = "Pinhole administration"
 admin.site.site_title = "Pinhole admin"
+
+handler404 = "webui.api.errors.not_found"
+handler500 = "webui.api.errors.server_error"

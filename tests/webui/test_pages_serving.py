@@ -1,0 +1,150 @@
+"""Try it page: access, the pretrained network before any training, the serving model after."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def png(colour=(200, 40, 40), size=(64, 64), seed=0) -> bytes:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(-30, 30, size=(size[1], size[0], 3))
+    pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype("uint8")
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels, "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def photo(data: bytes, name="q.png"):
+    return SimpleUploadedFile(name, data, content_type="image/png")
+
+
+def test_it_sends_anonymous_visitors_to_sign_in(client, project):
+    for url in [reverse("serving:try", args=[project.pk]), reverse("serving:share", args=[project.pk])]:
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    response = client.post(reverse("serving:predict", args=[project.pk]), {"file": photo(png())})
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_it_hides_the_try_page_from_strangers(client_for, project, stranger):
+    c = client_for(stranger)
+    assert c.get(reverse("serving:try", args=[project.pk])).status_code == 404
+    assert c.post(reverse("serving:predict", args=[project.pk]), {"file": photo(png())}).status_code == 404
+
+
+@pytest.mark.parametrize("who", ["owner", "editor", "viewer"])
+def test_it_shows_the_try_page_to_members(request, client_for, project, who):
+    body = (
+        client_for(request.getfixturevalue(who))
+        .get(reverse("serving:try", args=[project.pk]))
+        .content.decode()
+    )
+    assert 'capture="environment"' in body and 'accept="image/*"' in body
+    assert "pinhole/try.js" in body and "what the pretrained network recognises" in body
+
+
+def test_it_refuses_a_missing_or_bad_file(client_for, project, viewer):
+    c = client_for(viewer)
+    url = reverse("serving:predict", args=[project.pk])
+    response = c.post(url)
+    assert response.status_code == 400 and "Choose a photo" in response.json()["detail"]
+    response = c.post(url, {"file": photo(b"\x00garbage" * 8, "x.jpg")})
+    assert response.status_code == 400 and "not an image" in response.json()["detail"]
+
+
+def test_it_requires_csrf_tokens(project, viewer):
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(viewer)
+    assert c.post(reverse("serving:predict", args=[project.pk]), {"file": photo(png())}).status_code == 403
+
+
+def test_it_recognises_imagenet_classes_before_any_training(
+    client_for, project, viewer, media_root, monkeypatch
+):
+    import classifier.features
+
+    seen = {}
+
+    def fake_recognize(sources, *, backbone, top_k, onnx_dir):
+        seen.update(backbone=backbone, top_k=top_k, onnx_dir=onnx_dir, n=len(sources))
+        return [[("honeycomb", 0.7), ("bee", 0.2), ("ant", 0.05)]]
+
+    monkeypatch.setattr(classifier.features, "recognize", fake_recognize)
+    response = client_for(viewer).post(reverse("serving:predict", args=[project.pk]), {"file": photo(png())})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["mode"] == "pretrained" and body["top"][0] == {"label": "honeycomb", "probability": 0.7}
+    assert seen["top_k"] == 5 and seen["n"] == 1 and str(seen["onnx_dir"]).endswith("onnx")
+
+
+def test_it_throttles_a_flood_of_tries(client_for, project, viewer, settings, monkeypatch):
+    import classifier.features
+
+    monkeypatch.setattr(classifier.features, "recognize", lambda *a, **k: [[("bee", 1.0)]])
+    settings.PINHOLE_TRY_RATE_PER_MINUTE = 2
+    c = client_for(viewer)
+    url = reverse("serving:predict", args=[project.pk])
+    assert [c.post(url, {"file": photo(png())}).status_code for _ in range(2)] == [200, 200]
+    response = c.post(url, {"file": photo(png())})
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+
+
+@pytest.mark.slow
+def test_it_runs_the_pretrained_network_for_real(client_for, project, viewer, media_root):
+    pytest.importorskip("onnxruntime")
+    response = client_for(viewer).post(reverse("serving:predict", args=[project.pk]), {"file": photo(png())})
+    assert response.status_code == 200, response.content
+    top = response.json()["top"]
+    assert len(top) == 5 and 0 < top[0]["probability"] <= 1
+
+
+@pytest.mark.slow
+def test_it_answers_with_the_serving_model(client_for, trained_project, viewer):
+    c = client_for(viewer)
+    body = c.get(reverse("serving:try", args=[trained_project.pk])).content.decode()
+    assert "the serving version" in body and "Ask the pretrained network instead" in body
+    response = c.post(
+        reverse("serving:predict", args=[trained_project.pk]), {"file": photo(png((40, 40, 210)))}
+    )
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert answer["mode"] == "model" and answer["label"] == "blue" and answer["model_version"] == 1
+    assert {row["label"] for row in answer["top"]} == {"red", "blue"}
+
+
+@pytest.fixture
+def trained_project(project, editor, media_root, django_capture_on_commit_callbacks):
+    """A project with a real version, trained in-process (the Celery task is captured, not run)."""
+    pytest.importorskip("classifier.pipeline")
+    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.training.services import run_training, start_training
+
+    for name, colour, base in (("red", (210, 40, 40), 0), ("blue", (40, 40, 210), 100)):
+        label = get_or_create_label(project, name)
+        for i in range(4):
+            ingest_image(project, editor, photo(png(colour, seed=base + i), f"{name}{i}.png"), label=label)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training(project, editor, {"strategy": "linear"})
+    run_training(run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    project.refresh_from_db()
+    return project

@@ -1,0 +1,21 @@
+from django.urls import path
+
+from webui.serving import views
+
+app_name = "serving"
+
+urlpatterns = [
+    path("projects/<int:project_id>/try/", views.try_page, name="try"),
+    path("projects/<int:project_id>/try/predict/", views.try_predict, name="predict"),
+    path("projects/<int:project_id>/share/", views.share, name="share"),
+    path("projects/<int:project_id>/share/<int:link_id>/revoke/", views.share_revoke, name="share_revoke"),
+    path(
+        "projects/<int:project_id>/share/<int:link_id>/regenerate/",
+        views.share_regenerate,
+        name="share_regenerate",
+    ),
+    # Public, no account: the token is the only key. Nothing else about the project is reachable here.
+    path("s/<str:token>/", views.public, name="public"),
+    path("s/<str:token>/predict", views.public_predict, name="public_predict"),
+    path("s/<str:token>/embed", views.embed, name="embed"),
+]

@@ -1,0 +1,377 @@
+"""Trying a model in the browser, and the public share pages (no account needed)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from webui.projects.access import get_project_for_user
+from webui.projects.services import UploadRejected, read_limited
+from webui.serving.models import ShareLink
+from webui.serving.services import BadImage, NoModel, evict, predict, resolve_version
+from webui.training.artifacts import ArtifactBroken
+
+log = logging.getLogger(__name__)
+
+# Per client IP, per minute. Settings may override them (tests do); the defaults suit a small site.
+SHARE_PREDICTIONS_PER_MINUTE = 20
+SHARE_LOOKUP_FAILURES_PER_MINUTE = 30
+TRY_PREDICTIONS_PER_MINUTE = 120
+WINDOW_S = 60
+MAX_EXPIRY_DAYS = 365
+
+
+# --- rate limits (fixed one-minute windows in Django's cache, shared by every process using it) ----
+
+
+def _client_ip(request) -> str:
+    # REMOTE_ADDR only: X-Forwarded-For is whatever the client wants it to be unless a proxy we trust
+    # rewrites it, and the proxy should then set REMOTE_ADDR (e.g. gunicorn --forwarded-allow-ips).
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def _window_key(kind: str, who: str) -> tuple[str, int]:
+    now = time.time()
+    slot = int(now // WINDOW_S)
+    retry_after = max(1, int(WINDOW_S - (now % WINDOW_S)) + 1)
+    return f"pinhole:rate:{kind}:{who}:{slot}", retry_after
+
+
+def _count(kind: str, who: str) -> int:
+    key, _retry = _window_key(kind, who)
+    cache.add(key, 0, WINDOW_S + 5)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, WINDOW_S + 5)
+        return 1
+
+
+def _over(kind: str, who: str, limit: int) -> int | None:
+    """Seconds to wait if `who` has used up `kind` in this window, else None (does not count)."""
+    key, retry_after = _window_key(kind, who)
+    return retry_after if (cache.get(key) or 0) >= limit else None
+
+
+def _hit(kind: str, who: str, limit: int) -> int | None:
+    """Count one use; seconds to wait if that went past the limit, else None."""
+    if _count(kind, who) > limit:
+        return _window_key(kind, who)[1]
+    return None
+
+
+def _limit(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
+
+
+def _too_many_json(retry_after: int) -> JsonResponse:
+    response = JsonResponse(
+        {"detail": f"Too many tries from your network; wait {retry_after} seconds and try again."}, status=429
+    )
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _too_many_page(request, retry_after: int):
+    response = render(request, "serving/too_many.html", {"retry_after": retry_after}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+# --- reading an uploaded image --------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    pass
+
+
+def _uploaded_bytes(request) -> bytes:
+    uploaded = request.FILES.get("file")
+    if uploaded is None:
+        raise _Refused("Choose a photo first.")
+    try:
+        data = read_limited(uploaded, int(settings.PINHOLE_MAX_IMAGE_MB * 1024 * 1024))
+    except UploadRejected as exc:
+        raise _Refused(str(exc)) from None
+    if not data:
+        raise _Refused("That file is empty.")
+    return data
+
+
+def _bad(message: str, status: int = 400) -> JsonResponse:
+    return JsonResponse({"detail": message}, status=status)
+
+
+def _public_answer(result: dict) -> dict:
+    return {key: result[key] for key in ("label", "probability", "top", "unknown")}
+
+
+# --- try it (signed in) ---------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def try_page(request, project_id: int):
+    project = get_project_for_user(request.user, project_id)
+    serving = project.serving_version
+    context = {
+        "project": project,
+        "serving": serving,
+        "labels": _labels_for(project, serving),
+        "can_edit": project.can_edit(request.user),
+    }
+    return render(request, "serving/try.html", context)
+
+
+def _recognize(project, data: bytes) -> dict:
+    from classifier.backbones import BACKBONES
+    from classifier.features import recognize
+    from classifier.preprocessing import inspect_image
+
+    inspect_image(data)  # refuse a bad file before any model loads
+    backbone = project.backbone if project.backbone in BACKBONES else settings.PINHOLE_DEFAULT_BACKBONE
+    top = recognize([data], backbone=backbone, top_k=5, onnx_dir=settings.PINHOLE_MODEL_CACHE / "onnx")[0]
+    return {
+        "mode": "pretrained",
+        "backbone": backbone,
+        "top": [{"label": name.replace("_", " "), "probability": round(float(p), 6)} for name, p in top],
+    }
+
+
+@login_required
+@require_POST
+def try_predict(request, project_id: int):
+    """One photo through the serving model, or through the pretrained network before any training."""
+    from classifier.errors import BackboneUnavailable, ImageError
+
+    project = get_project_for_user(request.user, project_id)
+    wait = _hit(
+        "try", str(request.user.pk), _limit("PINHOLE_TRY_RATE_PER_MINUTE", TRY_PREDICTIONS_PER_MINUTE)
+    )
+    if wait:
+        return _too_many_json(wait)
+    try:
+        data = _uploaded_bytes(request)
+    except _Refused as exc:
+        return _bad(str(exc))
+    try:
+        if request.POST.get("mode") != "pretrained":
+            try:
+                return JsonResponse({"mode": "model", **predict(project, data, top_k=5)})
+            except NoModel:
+                pass
+        return JsonResponse(_recognize(project, data))
+    except (BadImage, ImageError) as exc:
+        return _bad(str(exc))
+    except BackboneUnavailable as exc:
+        return _bad(f"The pretrained network is not available on this server: {exc}", status=503)
+    except ArtifactBroken as exc:
+        return _bad(f"The serving model cannot answer: {exc}", status=409)
+
+
+# --- share links (signed in) ----------------------------------------------------------------------
+
+
+def _session_key(project) -> str:
+    return f"pinhole-share-token-{project.pk}"
+
+
+def _remember_token(request, project, link, token: str) -> None:
+    # ShareLink keeps only a hash: the plain token is shown on the next page, once, then forgotten.
+    request.session[_session_key(project)] = {"link": link.pk, "token": token}
+
+
+def _link_urls(request, token: str) -> dict:
+    public = request.build_absolute_uri(reverse("serving:public", args=[token]))
+    embed = request.build_absolute_uri(reverse("serving:embed", args=[token]))
+    snippet = (
+        f'<iframe src="{embed}" width="420" height="560" style="border:0;max-width:100%" '
+        f'title="Pinhole image classifier" loading="lazy"></iframe>'
+    )
+    return {"token": token, "public": public, "embed": embed, "snippet": snippet}
+
+
+@login_required
+def share(request, project_id: int):
+    if request.method == "POST":
+        return _share_create(request, project_id)
+    project = get_project_for_user(request.user, project_id)
+    fresh = request.session.pop(_session_key(project), None)
+    links = list(project.share_links.select_related("version").order_by("-created"))
+    active = [link for link in links if link.is_active]
+    context = {
+        "project": project,
+        "can_edit": project.can_edit(request.user),
+        "active": active,
+        "inactive": [link for link in links if not link.is_active][:10],
+        "versions": project.versions.order_by("-number"),
+        "serving": project.serving_version,
+        "fresh": _link_urls(request, fresh["token"]) if fresh else None,
+        "fresh_link": fresh["link"] if fresh else None,
+        "max_days": MAX_EXPIRY_DAYS,
+    }
+    return render(request, "serving/share.html", context)
+
+
+def _share_create(request, project_id: int):
+    project = get_project_for_user(request.user, project_id, write=True)
+    version, expires_at = None, None
+    raw_version = request.POST.get("version", "")
+    raw_days = request.POST.get("expires_days", "").strip()
+    if raw_version:
+        version = project.versions.filter(number=raw_version if raw_version.isdigit() else -1).first()
+        if version is None:
+            messages.error(request, "No such version in this project.")
+            return redirect("serving:share", project_id=project.pk)
+    if raw_days:
+        if not raw_days.isdigit() or not 1 <= int(raw_days) <= MAX_EXPIRY_DAYS:
+            messages.error(request, f"Expiry must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}.")
+            return redirect("serving:share", project_id=project.pk)
+        expires_at = timezone.now() + timedelta(days=int(raw_days))
+    link, token = ShareLink.create_for(project, request.user, version=version, expires_at=expires_at)
+    _remember_token(request, project, link, token)
+    messages.success(request, "Link created. Copy it now: for safety it is shown only this once.")
+    return redirect("serving:share", project_id=project.pk)
+
+
+def _revoke(link: ShareLink) -> None:
+    link.revoke()
+    # Drop the loaded model the link answered with; the next in-app request reloads it if needed.
+    version_id = link.version_id or link.project.serving_version_id
+    if version_id:
+        evict(version_id)
+
+
+@login_required
+@require_POST
+def share_revoke(request, project_id: int, link_id: int):
+    project = get_project_for_user(request.user, project_id, write=True)
+    link = get_object_or_404(project.share_links.select_related("project"), pk=link_id, enabled=True)
+    _revoke(link)
+    messages.success(request, f"Link {link.token_hint}… revoked: it now answers “not found”.")
+    return redirect("serving:share", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def share_regenerate(request, project_id: int, link_id: int):
+    """A new token with the same settings; the old one stops working at once."""
+    project = get_project_for_user(request.user, project_id, write=True)
+    old = get_object_or_404(project.share_links.select_related("project"), pk=link_id, enabled=True)
+    _revoke(old)
+    expires_at = old.expires_at if old.expires_at and old.expires_at > timezone.now() else None
+    link, token = ShareLink.create_for(project, request.user, version=old.version, expires_at=expires_at)
+    _remember_token(request, project, link, token)
+    messages.success(request, "New link made and the old one revoked. Copy the new one now.")
+    return redirect("serving:share", project_id=project.pk)
+
+
+# --- public pages (no account) --------------------------------------------------------------------
+
+
+def _not_found(request):
+    # One body for unknown, revoked and expired tokens: nothing tells a guesser which it was.
+    return render(request, "serving/not_found.html", status=404)
+
+
+def _lookup(request, token: str):
+    """(link, None) for a live token; (None, response) for a throttled client or a dead token."""
+    ip = _client_ip(request)
+    limit = _limit("PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE", SHARE_LOOKUP_FAILURES_PER_MINUTE)
+    wait = _over("share-miss", ip, limit)
+    if wait:
+        return None, wait
+    link = ShareLink.lookup(token)
+    if link is None:
+        _count("share-miss", ip)
+        return None, None
+    return link, None
+
+
+def _labels_for(project, version) -> list[dict]:
+    colours = dict(project.labels.values_list("name", "colour"))
+    names = list(version.labels) if version else list(colours)
+    return [{"name": name, "colour": colours.get(name, "#6b7280")} for name in names]
+
+
+def _public_context(link: ShareLink) -> dict:
+    try:
+        version = resolve_version(link.project, link.version_id)
+    except NoModel:
+        version = None
+    return {
+        "project": link.project,
+        "ready": version is not None,
+        "labels": _labels_for(link.project, version),
+    }
+
+
+def _public_page(request, token: str, template: str):
+    link, wait = _lookup(request, token)
+    if wait:
+        return _too_many_page(request, wait)
+    if link is None:
+        return _not_found(request)
+    context = {**_public_context(link), "token": token}
+    return render(request, template, context)
+
+
+@never_cache
+@require_GET
+def public(request, token: str):
+    return _public_page(request, token, "serving/public.html")
+
+
+@never_cache
+@xframe_options_exempt
+@require_GET
+def embed(request, token: str):
+    response = _public_page(request, token, "serving/embed.html")
+    if response.status_code == 200:
+        response["Content-Security-Policy"] = "frame-ancestors *"
+    return response
+
+
+# The public predict takes no session and changes nothing but a rate counter, and it must work from
+# the embed inside another site's frame, where the browser withholds the (SameSite=Lax) CSRF cookie.
+@csrf_exempt
+@never_cache
+@xframe_options_exempt
+@require_POST
+def public_predict(request, token: str):
+    ip = _client_ip(request)
+    link, wait = _lookup(request, token)
+    if wait:
+        return _too_many_json(wait)
+    if link is None:
+        return _bad("Not found.", status=404)
+    wait = _hit("share-predict", ip, _limit("PINHOLE_SHARE_RATE_PER_MINUTE", SHARE_PREDICTIONS_PER_MINUTE))
+    if wait:
+        return _too_many_json(wait)
+    try:
+        data = _uploaded_bytes(request)
+        result = predict(link.project, data, version_id=link.version_id, top_k=5)
+    except _Refused as exc:
+        return _bad(str(exc))
+    except BadImage as exc:
+        return _bad(str(exc))
+    except NoModel:
+        return _bad("This model is not ready yet.", status=409)
+    except ArtifactBroken:
+        log.warning("share link %s: the model cannot load", link.pk, exc_info=True)
+        return _bad("This model cannot answer right now.", status=503)
+    return JsonResponse({"mode": "model", **_public_answer(result)})

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from webui.training import views
+
+app_name = "training"
+
+# Mounted under projects/<int:project_id>/; versions are addressed by their number in the project.
+urlpatterns = [
+    path("train/", views.train, name="train"),
+    path("train/runs/<int:run_id>/", views.run_status, name="run_status"),
+    path("train/runs/<int:run_id>/cancel/", views.cancel_run, name="cancel"),
+    path("versions/", views.versions, name="versions"),
+    path("versions/compare/", views.compare, name="compare"),
+    path("versions/rollback/", views.rollback_view, name="rollback"),
+    path("versions/<int:number>/", views.version_detail, name="version"),
+    path("versions/<int:number>/cell/", views.confusion_cell, name="cell"),
+    path("versions/<int:number>/promote/", views.promote, name="promote"),
+    path("versions/<int:number>/delete/", views.delete_version, name="delete"),
+    path("images/<int:image_id>/label/", views.relabel, name="relabel"),
+]
