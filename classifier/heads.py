@@ -27,6 +27,8 @@ from .errors import TrainingError
 # Half-decade grid over the range where transfer-feature probes land; warm-started from strong to weak
 # regularisation, so the weak end (slow to converge from zero) starts next to its answer.
 C_GRID = tuple(float(c) for c in np.logspace(-2, 3, 11))
+# Pseudo-rows of average variance mixed into each dimension's variance before standardising.
+SHRINK_PSEUDO_ROWS = 50
 # Used only when a class has a single example and cross-validation is impossible.
 FALLBACK_C = 1.0
 CV_GTOL = 1e-4
@@ -52,7 +54,13 @@ def _fit_transform_params(X: np.ndarray, standardize: bool) -> tuple[np.ndarray,
     mean = X.mean(axis=0)
     centred = X - mean
     if standardize:
-        std = centred.std(axis=0)
+        variance = centred.var(axis=0)
+        # Per-dimension variances from a few dozen images are noise: a dimension that happened to be
+        # nearly constant would get a huge weight and swing every new image. Shrink each variance
+        # towards the average one, as if SHRINK_PSEUDO_ROWS more rows had the average variance.
+        n = len(X)
+        variance = (n * variance + SHRINK_PSEUDO_ROWS * float(variance.mean())) / (n + SHRINK_PSEUDO_ROWS)
+        std = np.sqrt(variance)
         # Dead (always-zero) ReLU channels have no variance; dividing by ~0 would blow up noise.
         floor = max(float(np.median(std)) * 1e-2, 1e-8)
         scale = np.maximum(std, floor)
@@ -156,6 +164,15 @@ def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 def _weighted_log_loss(logits: np.ndarray, y: np.ndarray, sw: np.ndarray) -> float:
     lp = log_softmax(logits, axis=1)[np.arange(len(y)), y]
     return float(-(sw @ lp) / sw.sum())
+
+
+def _log_loss_standard_error(logits: np.ndarray, y: np.ndarray, sw: np.ndarray) -> float:
+    """Standard error of the weighted mean log-loss over samples."""
+    losses = -log_softmax(logits, axis=1)[np.arange(len(y)), y]
+    w = sw / sw.sum()
+    mean = float(w @ losses)
+    variance = float(w @ (losses - mean) ** 2)
+    return float(np.sqrt(variance / max(len(y) - 1, 1)))
 
 
 def _balanced_weights(y: np.ndarray, n_classes: int, class_weight) -> np.ndarray:
@@ -350,6 +367,11 @@ class LinearHead(ClassifierMixin, BaseEstimator):
                 # whose raw confidence happens to be right.
                 scores.append(_weighted_log_loss(oof[g] / t, yi, sw))
             best = int(np.argmin(scores))
+            # One-standard-error rule: the most regularised C whose score is within one standard error
+            # of the best. On small or separable sets every weak regularisation scores ~0 and the plain
+            # argmin lands on the weakest, which then bets everything on a few noisy dimensions.
+            tolerance = _log_loss_standard_error(oof[best] / temps[best], yi, sw)
+            best = next(g for g in range(len(grid)) if scores[g] <= scores[best] + tolerance)
             C = grid[best]
             temperature = temps[best]
             self.cv_log_loss_ = float(scores[best])

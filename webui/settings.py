@@ -160,6 +160,8 @@ CACHES = {
 PINHOLE_DEFAULT_BACKBONE = env_str("PINHOLE_DEFAULT_BACKBONE", "efficientnet_lite0")
 PINHOLE_MODEL_CACHE = env_path("PINHOLE_MODEL_CACHE", DATA_DIR / "cache")
 PINHOLE_PREDICTOR_CACHE_SIZE = env_int("PINHOLE_PREDICTOR_CACHE_SIZE", 4, minimum=1)
+# Model-running API calls per user (per IP when anonymous), as DRF rates: "20/s", "600/min".
+PINHOLE_API_PREDICT_RATE = env_str("PINHOLE_API_PREDICT_RATE", "20/s")
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = broker_url(env_str("CELERY_BROKER_URL"), DATA_DIR)
@@ -203,7 +205,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    "DEFAULT_THROTTLE_RATES": {"predict": env_str("PINHOLE_API_PREDICT_RATE", "20/s")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Pinhole API",

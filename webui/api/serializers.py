@@ -316,3 +316,32 @@ class FeaturesSerializer(serializers.Serializer):
 class RecognitionSerializer(serializers.Serializer):
     backbone = serializers.CharField()
     top = ScoreSerializer(many=True)
+
+
+class BatchRequestSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=["unlabeled", "all"], default="unlabeled")
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="a version id; default: serving"
+    )
+
+
+class BatchResultSerializer(serializers.Serializer):
+    image_id = serializers.IntegerField()
+    label = serializers.CharField(required=False)
+    probability = serializers.FloatField(required=False)
+    unknown = serializers.BooleanField(required=False)
+    error = serializers.CharField(required=False)
+
+
+class BatchSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    model_version = serializers.IntegerField(source="version.number")
+    model_version_id = serializers.IntegerField(source="version_id")
+    scope = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    results = BatchResultSerializer(many=True)
+    error = serializers.CharField()
+    created = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)

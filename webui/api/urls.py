@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
-from webui.api.views import docs, images, predict, projects, training
+from webui.api.views import batch, docs, images, predict, projects, training
 
 app_name = "api"
 
@@ -23,6 +23,8 @@ urlpatterns = [
     path("versions/<int:version_id>/download/", training.VersionDownload.as_view(), name="version-download"),
     path("projects/<int:project_id>/rollback/", training.Rollback.as_view(), name="rollback"),
     path("projects/<int:project_id>/predict/", predict.Predict.as_view(), name="predict"),
+    path("projects/<int:project_id>/predictions/", batch.BatchCreate.as_view(), name="batch-create"),
+    path("predictions/<int:batch_id>/", batch.BatchDetail.as_view(), name="batch-detail"),
     path("features/", predict.Features.as_view(), name="features"),
     path("recognize/", predict.Recognize.as_view(), name="recognize"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="schema"),

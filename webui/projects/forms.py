@@ -1,18 +1,26 @@
+import re
+
 from django import forms
 
-from webui.projects.models import Project
+from webui.projects.models import Label, Project
 
 
 class ProjectForm(forms.ModelForm):
     labels = forms.CharField(
         required=False,
         help_text="Optional: the answers you want, separated by commas (for example: ants, bees).",
+        widget=forms.TextInput(attrs={"placeholder": "ants, bees"}),
     )
 
     class Meta:
         model = Project
         fields = ["name", "description"]
-        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        widgets = {
+            "name": forms.TextInput(attrs={"placeholder": "Ants or bees?", "autofocus": True}),
+            "description": forms.Textarea(
+                attrs={"rows": 2, "placeholder": "What should the model tell apart?"}
+            ),
+        }
 
     def clean_labels(self) -> list[str]:
         names: list[str] = []
@@ -28,3 +36,40 @@ class ProjectForm(forms.ModelForm):
                 raise forms.ValidationError(f"The label '{name}' is listed twice.")
             names.append(name)
         return names
+
+
+class LabelForm(forms.ModelForm):
+    """Add or change a label; names stay unique in the project, ignoring case."""
+
+    class Meta:
+        model = Label
+        fields = ["name", "colour"]
+        widgets = {"colour": forms.TextInput(attrs={"type": "color"})}
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+        self.fields["colour"].required = False
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("A label needs a name.")
+        taken = self.project.labels.filter(name__iexact=name)
+        if self.instance.pk:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(f"There is already a label called '{name}'.")
+        return name
+
+    def clean_colour(self) -> str:
+        colour = (self.cleaned_data.get("colour") or "").strip()
+        if not colour:
+            return self.instance.colour if self.instance.pk else "#2563eb"
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
+            raise forms.ValidationError("Pick a colour like #2563eb.")
+        return colour.lower()
+
+
+class AcceptSuggestionsForm(forms.Form):
+    threshold = forms.IntegerField(min_value=50, max_value=100, initial=90, label="Confidence at least (%)")

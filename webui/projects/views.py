@@ -1,21 +1,62 @@
-from django.contrib.auth.decorators import login_required
-from django.db import transaction
-from django.db.models import Count, Q
-from django.shortcuts import redirect, render
+"""Pages of a project: list, create, overview (with data health), upload, label, and image derivatives.
 
-from webui.projects.access import get_project_for_user, projects_for
-from webui.projects.forms import ProjectForm
-from webui.projects.models import Label
+Every view resolves its project through webui.projects.access, so strangers get 404 and viewers 403
+on anything that changes data; the templates hide the controls viewers cannot use.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from classifier.errors import ClassifierError
+from webui.projects import services
+from webui.projects.access import get_in_project_for_user, get_project_for_user, projects_for
+from webui.projects.forms import AcceptSuggestionsForm, LabelForm, ProjectForm
+from webui.projects.models import LABEL_COLOURS, Image, Label
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 60
+ACCEPT_LIMIT = 500
+
+
+def _wants_json(request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _back(request, project, default: str = "projects:label"):
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return redirect(target)
+    return redirect(reverse(default, args=[project.pk]))
+
+
+# --- projects -------------------------------------------------------------------------------------
 
 
 @login_required
 def project_list(request):
+    first_image = Image.objects.filter(project=OuterRef("pk")).order_by("-created", "-id").values("pk")[:1]
     projects = (
         projects_for(request.user)
         .select_related("serving_version", "owner")
         .annotate(
             image_count=Count("images", distinct=True),
             label_count=Count("labels", distinct=True),
+            unlabeled_count=Count("images", filter=Q(images__label__isnull=True), distinct=True),
+            cover_id=Subquery(first_image),
         )
     )
     return render(request, "projects/list.html", {"projects": projects})
@@ -31,6 +72,7 @@ def project_create(request):
             project.save()
             for name in form.cleaned_data["labels"]:
                 Label.objects.create(project=project, name=name)
+        messages.success(request, f"Created “{project.name}”. Next: upload some pictures.")
         return redirect(project)
     return render(request, "projects/create.html", {"form": form})
 
@@ -38,14 +80,297 @@ def project_create(request):
 @login_required
 def project_detail(request, project_id):
     project = get_project_for_user(request.user, project_id)
-    labels = project.labels.annotate(image_count=Count("images"))
     counts = project.images.aggregate(total=Count("id"), unlabeled=Count("id", filter=Q(label__isnull=True)))
     context = {
         "project": project,
-        "labels": labels,
         "counts": counts,
-        "versions": project.versions.all()[:10],
-        "runs": project.runs.all()[:5],
+        "health": services.data_health(project),
+        "versions": project.versions.all()[:5],
         "can_edit": project.can_edit(request.user),
+        "tab": "overview",
     }
     return render(request, "projects/detail.html", context)
+
+
+@login_required
+@require_POST
+def project_delete(request, project_id):
+    project = get_project_for_user(request.user, project_id, owner_only=True)
+    if request.POST.get("confirm_name", "").strip() != project.name:
+        messages.error(request, "Type the project's name exactly to delete it.")
+        return redirect(project)
+    name = project.name
+    services.delete_project(project)
+    messages.success(request, f"Deleted “{name}” with its images and models.")
+    return redirect("projects:list")
+
+
+# --- upload ---------------------------------------------------------------------------------------
+
+
+@login_required
+def upload(request, project_id):
+    project = get_project_for_user(request.user, project_id)
+    limits = services.zip_limits()
+    context = {
+        "project": project,
+        "can_edit": project.can_edit(request.user),
+        "labels": project.labels.all(),
+        "image_count": project.images.count(),
+        "max_files": settings.PINHOLE_MAX_FILES_PER_REQUEST,
+        "max_image_mb": settings.PINHOLE_MAX_IMAGE_MB,
+        "zip_limits": limits,
+        "tab": "upload",
+    }
+    return render(request, "projects/upload.html", context)
+
+
+@login_required
+@require_POST
+def upload_zip(request, project_id):
+    project = get_project_for_user(request.user, project_id, write=True)
+    archive = request.FILES.get("archive")
+    if archive is None:
+        error = "choose a .zip file to import"
+    else:
+        try:
+            result = services.import_zip(project, request.user, archive)
+        except services.ZipRejected as exc:
+            error = str(exc)
+        else:
+            body = {
+                "created": result.created,
+                "duplicates": result.duplicates,
+                "rejected": result.rejected,
+                "labels": result.labels,
+                "skipped": result.skipped,
+            }
+            if _wants_json(request):
+                return JsonResponse(body, status=201 if result.created else 200)
+            messages.success(
+                request,
+                f"Imported {result.created} image{'s' if result.created != 1 else ''}"
+                f" ({result.duplicates} already in the project, {len(result.rejected)} refused).",
+            )
+            return redirect("projects:upload", project.pk)
+    if _wants_json(request):
+        return JsonResponse({"error": error}, status=400)
+    messages.error(request, f"Zip not imported: {error}")
+    return redirect("projects:upload", project.pk)
+
+
+# --- label ----------------------------------------------------------------------------------------
+
+
+def _mislabeled(project) -> dict[str, dict]:
+    version = project.serving_version
+    items = (version.metrics or {}).get("mislabeled") if version else None
+    return {item["key"]: item for item in items or [] if isinstance(item, dict) and "key" in item}
+
+
+@login_required
+def label(request, project_id):
+    project = get_project_for_user(request.user, project_id)
+    labels = list(project.labels.annotate(image_count=Count("images")))
+    show = request.GET.get("show", "all")
+    images = project.images.select_related("label").order_by("-created", "-id")
+    version = project.serving_version
+    mislabeled = _mislabeled(project)
+    current_label = None
+    if show == "unlabeled" or show == "suggested":
+        images = images.filter(label__isnull=True)
+    elif show == "mislabeled":
+        order = {key: index for index, key in enumerate(mislabeled)}
+        images = sorted(images.filter(sha256__in=list(mislabeled)), key=lambda i: order[i.sha256])
+    elif show == "label":
+        current_label = next((lab for lab in labels if str(lab.pk) == request.GET.get("label")), None)
+        images = images.filter(label=current_label) if current_label else images.none()
+    else:
+        show = "all"
+    page = Paginator(images, PAGE_SIZE).get_page(request.GET.get("page"))
+    tiles = list(page.object_list)
+
+    suggested: dict[int, dict] = {}
+    if version is not None:
+        if show == "mislabeled":
+            suggested = {
+                i.pk: {
+                    "label": mislabeled[i.sha256].get("predicted"),
+                    "probability": mislabeled[i.sha256].get("confidence") or 0,
+                    "given": mislabeled[i.sha256].get("given"),
+                    "unknown": False,
+                }
+                for i in tiles
+            }
+        else:
+            suggested = services.suggestions(version, [i for i in tiles if i.label_id is None])
+    by_name = {lab.name: lab for lab in labels}
+    for tile in tiles:
+        tile.suggestion = suggested.get(tile.pk)
+        if tile.suggestion:
+            tile.suggestion["label_obj"] = by_name.get(tile.suggestion["label"])
+            tile.suggestion["percent"] = round(100 * float(tile.suggestion["probability"]))
+
+    counts = project.images.aggregate(total=Count("id"), unlabeled=Count("id", filter=Q(label__isnull=True)))
+    query = {"show": show}
+    if current_label:
+        query["label"] = current_label.pk
+    context = {
+        "project": project,
+        "can_edit": project.can_edit(request.user),
+        "labels": labels,
+        "page": page,
+        "tiles": tiles,
+        "show": show,
+        "current_label": current_label,
+        "counts": counts,
+        "mislabeled_count": len(mislabeled),
+        "version": version,
+        "query": "&".join(f"{k}={v}" for k, v in query.items()),
+        "accept_form": AcceptSuggestionsForm(),
+        "accept_limit": ACCEPT_LIMIT,
+        "labels_json": [{"id": lab.pk, "name": lab.name, "colour": lab.colour} for lab in labels],
+        "next_colour": LABEL_COLOURS[len(labels) % len(LABEL_COLOURS)],
+        "tab": "label",
+    }
+    return render(request, "projects/label.html", context)
+
+
+@login_required
+@require_POST
+def label_apply(request, project_id):
+    """Set (or clear, or delete) many images at once: `images` ids, then `label` id, `none`, or `delete`."""
+    project = get_project_for_user(request.user, project_id, write=True)
+    raw = request.POST.getlist("images")
+    ids = [int(part) for value in raw for part in value.split(",") if part.strip().isdigit()]
+    images = project.images.filter(pk__in=ids)
+    target = request.POST.get("label", "")
+    label_obj = None
+    if target == "delete":
+        doomed = list(images)
+        with transaction.atomic():
+            for image in doomed:
+                services.delete_image(image)
+        changed, summary = len(doomed), f"Deleted {len(doomed)} image{'s' if len(doomed) != 1 else ''}."
+    elif target in ("none", ""):
+        changed = services.set_label(images, None)
+        summary = f"Removed the label from {changed} image{'s' if changed != 1 else ''}."
+    else:
+        label_obj = project.labels.filter(pk=target if target.isdigit() else None).first()
+        if label_obj is None:
+            if _wants_json(request):
+                return JsonResponse({"error": "no such label in this project"}, status=400)
+            messages.error(request, "No such label in this project.")
+            return _back(request, project)
+        changed = services.set_label(images, label_obj)
+        summary = f"Labelled {changed} image{'s' if changed != 1 else ''} “{label_obj.name}”."
+    if _wants_json(request):
+        label_body = label_obj and {"id": label_obj.pk, "name": label_obj.name, "colour": label_obj.colour}
+        return JsonResponse({"changed": changed, "label": label_body, "deleted": target == "delete"})
+    messages.success(request, summary)
+    return _back(request, project)
+
+
+@login_required
+@require_POST
+def accept_suggestions(request, project_id):
+    project = get_project_for_user(request.user, project_id, write=True)
+    form = AcceptSuggestionsForm(request.POST)
+    version = project.serving_version
+    if version is None:
+        messages.error(request, "There is no model yet: train one, then its suggestions appear here.")
+    elif not form.is_valid():
+        messages.error(request, "Choose a confidence between 50 and 100 %.")
+    else:
+        threshold = form.cleaned_data["threshold"]
+        done = services.accept_suggestions(project, version, threshold / 100, limit=ACCEPT_LIMIT)
+        text = (
+            f"Labelled {done.labelled} of {done.considered} unlabeled image"
+            f"{'s' if done.considered != 1 else ''} where v{version.number} was at least {threshold} % sure."
+        )
+        if done.remaining:
+            text += f" {done.remaining} more were not looked at ({ACCEPT_LIMIT} per click): click again."
+        messages.success(request, text)
+    return _back(request, project)
+
+
+@login_required
+@require_POST
+def label_create(request, project_id):
+    project = get_project_for_user(request.user, project_id, write=True)
+    form = LabelForm(request.POST, project=project)
+    if form.is_valid():
+        created = form.save(commit=False)
+        created.project = project
+        created.save()
+        messages.success(request, f"Added the label “{created.name}”.")
+    else:
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+    return _back(request, project)
+
+
+@login_required
+@require_POST
+def label_update(request, project_id, label_id):
+    project = get_project_for_user(request.user, project_id, write=True)
+    instance = get_in_project_for_user(request.user, project.labels.all(), label_id, write=True)
+    old = instance.name
+    form = LabelForm(request.POST, instance=instance, project=project)
+    if form.is_valid():
+        form.save()
+        note = f"Renamed “{old}” to “{instance.name}”." if old != instance.name else f"Updated “{old}”."
+        messages.success(request, note + " Models trained before keep the old name.")
+    else:
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+    return _back(request, project)
+
+
+@login_required
+@require_POST
+def label_delete(request, project_id, label_id):
+    project = get_project_for_user(request.user, project_id, write=True)
+    instance = get_in_project_for_user(request.user, project.labels.all(), label_id, write=True)
+    count = instance.images.count()
+    name = instance.name
+    instance.delete()  # its images become unlabeled (SET_NULL), they are not deleted
+    messages.success(
+        request, f"Deleted the label “{name}”; its {count} image{'s' if count != 1 else ''} are unlabeled."
+    )
+    return _back(request, project)
+
+
+# --- image derivatives ----------------------------------------------------------------------------
+
+
+def _derivative_response(request, project_id, image_id, kind: str):
+    get_project_for_user(request.user, project_id)
+    image = get_in_project_for_user(request.user, Image.objects.filter(project_id=project_id), image_id)
+    etag = f'"{image.sha256[:32]}-{kind}"'
+    if request.headers.get("If-None-Match") == etag:
+        response = HttpResponseNotModified()
+    else:
+        try:
+            data = services.derivative(image, kind)
+        except (ClassifierError, OSError):
+            log.warning("image %s cannot be shown", image.pk, exc_info=True)
+            response = HttpResponse("This image cannot be shown.", status=404, content_type="text/plain")
+            response["X-Content-Type-Options"] = "nosniff"
+            return response
+        response = HttpResponse(data, content_type="image/jpeg")
+        response["Content-Disposition"] = "inline"
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, max-age=86400"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_GET
+def image_thumb(request, project_id, image_id):
+    return _derivative_response(request, project_id, image_id, "thumb")
+
+
+@login_required
+@require_GET
+def image_full(request, project_id, image_id):
+    return _derivative_response(request, project_id, image_id, "full")

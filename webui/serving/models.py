@@ -92,3 +92,44 @@ class ShareLink(models.Model):
         self.enabled = False
         self.revoked_at = timezone.now()
         self.save(update_fields=["enabled", "revoked_at"])
+
+
+class BatchStatus(models.TextChoices):
+    """Life of a batch prediction.
+
+    Allowed transitions: QUEUED -> RUNNING (a worker claimed it) -> SUCCEEDED or FAILED;
+    QUEUED -> FAILED (the queue could not be reached). SUCCEEDED and FAILED are final.
+    """
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class BatchPrediction(models.Model):
+    """Predictions for many of a project's images at once, made by a worker so no request waits on them."""
+
+    class Scope(models.TextChoices):
+        UNLABELED = "unlabeled", "Unlabeled images"
+        ALL = "all", "All images"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="batch_predictions")
+    version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.UNLABELED)
+    status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    # [{image_id, label, probability, unknown}] or [{image_id, error}] for an image that cannot be read.
+    results = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"Batch {self.pk} of {self.project} ({self.status})"

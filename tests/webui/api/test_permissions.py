@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from webui.projects.models import Project
+from webui.serving.models import BatchPrediction
 from webui.training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +29,7 @@ class World:
     run: Any
     v1: Any
     v2: Any
+    batch: Any
     png: bytes
 
 
@@ -41,6 +43,7 @@ def world(labelled_project, serving_history, image_bytes):
         run=TrainingRun.objects.create(project=labelled_project, params={}),
         v1=v1,
         v2=v2,
+        batch=BatchPrediction.objects.create(project=labelled_project, version=v2),
         png=image_bytes((10, 200, 10), seed=99),
     )
 
@@ -126,6 +129,16 @@ ENDPOINTS = [
         READ,
         409,
     ),
+    # The batch is queued, not run: its task is only enqueued on commit, which a test never reaches.
+    (
+        "batch-create",
+        "post",
+        lambda w: f"/api/v1/projects/{w.project.pk}/predictions/",
+        lambda w: {"scope": "all"},
+        READ,
+        202,
+    ),
+    ("batch-get", "get", lambda w: f"/api/v1/predictions/{w.batch.pk}/", None, READ, 200),
     # Garbage bytes: signed-in callers get past access to the image check (400), no backbone loads.
     (
         "features",
@@ -213,9 +226,11 @@ def test_it_covers_every_api_route():
         "predict",
         "features",
         "recognize",
+        "batch-create",
+        "batch-detail",
     }
     assert names == swept
-    assert len(ENDPOINTS) == 28
+    assert len(ENDPOINTS) == 30
 
 
 @pytest.mark.parametrize("role", ["stranger", "anonymous"])

@@ -88,3 +88,25 @@ def test_it_reuses_the_finished_run_for_identical_data(api_for, trained, editor)
     again = api_for(editor).post(f"/api/v1/projects/{project.pk}/train/", {"strategy": "linear"})
     assert again.status_code == 200
     assert again.json()["reused"] is True and again.json()["id"] == run["id"]
+
+
+def test_it_predicts_every_unlabeled_image_in_a_background_batch(
+    api_for, trained, viewer, owner, image_bytes, upload, django_capture_on_commit_callbacks
+):
+    from webui.projects.services import ingest_image
+    from webui.serving.batch import run_batch
+
+    project, _run = trained
+    for seed, colour in ((501, RED), (502, BLUE)):
+        ingest_image(project, owner, upload(f"new{seed}.png", image_bytes(colour, size=(64, 64), seed=seed)))
+    api = api_for(viewer)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        queued = api.post(f"/api/v1/projects/{project.pk}/predictions/", {"scope": "unlabeled"})
+    assert queued.status_code == 202, queued.json()
+    assert queued.json()["status"] == "queued" and len(callbacks) == 1
+    run_batch(queued.json()["id"])
+    batch = api.get(f"/api/v1/predictions/{queued.json()['id']}/").json()
+    assert batch["status"] == "succeeded" and batch["progress"] == 1.0
+    by_image = {row["image_id"]: row["label"] for row in batch["results"]}
+    unlabeled = project.images.filter(label__isnull=True).order_by("pk")
+    assert [by_image[image.pk] for image in unlabeled] == ["red", "blue"]

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from webui.api.errors import BadRequest, ErrorSerializer, JsonErrors
 from webui.projects.services import UploadRejected, read_limited
-
-DEFAULT_PREDICT_RATE = "20/s"
 
 
 class ApiView(JsonErrors, APIView):
@@ -21,13 +18,11 @@ class ApiView(JsonErrors, APIView):
 class PredictThrottle(ScopedRateThrottle):
     """Per-user (per-IP for anonymous callers) limit on endpoints that run a model.
 
-    The rate comes from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["predict"] when set, else
-    PINHOLE_API_PREDICT_RATE, else 20/s; read per request so settings overrides take effect.
+    The rate is PINHOLE_API_PREDICT_RATE, read per request so settings overrides take effect.
     """
 
     def get_rate(self):
-        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
-        return rates.get(self.scope) or getattr(settings, "PINHOLE_API_PREDICT_RATE", DEFAULT_PREDICT_RATE)
+        return settings.PINHOLE_API_PREDICT_RATE
 
 
 def error(description: str) -> OpenApiResponse:

@@ -1,0 +1,86 @@
+"""Data health on the project overview: per-label readiness, imbalance, engine findings."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def _fill(project, counts: dict[str, int], unlabeled: int = 0):
+    from webui.projects.models import Image
+
+    rows, n = [], 0
+    for name, count in counts.items():
+        label = project.labels.create(name=name)
+        for _ in range(count):
+            rows.append(
+                Image(
+                    project=project,
+                    file=f"x/{n}.png",
+                    sha256=f"{n:064x}",
+                    width=1,
+                    height=1,
+                    format="PNG",
+                    label=label,
+                )
+            )
+            n += 1
+    for _ in range(unlabeled):
+        rows.append(
+            Image(project=project, file=f"x/{n}.png", sha256=f"{n:064x}", width=1, height=1, format="PNG")
+        )
+        n += 1
+    Image.objects.bulk_create(rows)
+
+
+def test_it_says_which_labels_are_ready(client_for, project, viewer):
+    _fill(project, {"ants": 40, "bees": 12, "wasps": 5, "moths": 1}, unlabeled=3)
+    response = client_for(viewer).get(reverse("projects:detail", args=[project.pk]))
+    health = response.context["health"]
+    rows = {r["label"].name: (r["count"], r["status"]) for r in health["rows"]}
+    assert rows == {"ants": (40, "great"), "bees": (12, "ok"), "wasps": (5, "warn"), "moths": (1, "bad")}
+    assert health["ready_labels"] == 3 and health["can_train"] is True
+    assert health["imbalance"] == 40.0
+    body = response.content.decode()
+    assert "needs 1 more to train" in body and "Unbalanced" in body and "40×" in body
+    assert "3 images without a label" in body
+    assert response.context["counts"] == {"total": 61, "unlabeled": 3}
+
+
+def test_it_says_when_training_is_not_possible_yet(client_for, project, owner):
+    _fill(project, {"ants": 3, "bees": 1})
+    response = client_for(owner).get(reverse("projects:detail", args=[project.pk]))
+    assert response.context["health"]["can_train"] is False
+    assert response.context["health"]["imbalance"] is None  # 3:1 is not more than 3
+    assert "not ready yet" in response.content.decode()
+
+
+def test_it_shows_an_empty_project_a_way_to_start(client_for, project, owner):
+    body = client_for(owner).get(reverse("projects:detail", args=[project.pk])).content.decode()
+    assert "No pictures yet" in body and reverse("projects:upload", args=[project.pk]) in body
+
+
+def test_it_reports_near_duplicates_and_unreadable_images(client_for, project, owner, make_version):
+    from webui.training.models import RunStatus, TrainingRun
+
+    _fill(project, {"ants": 2, "bees": 2})
+    a, b = (f"{0:064x}", f"{1:064x}")
+    version = make_version(project, 1)
+    version.metrics = {"accuracy": 0.75, "near_duplicates": [{"a": a, "b": b, "similarity": 0.991}]}
+    version.save()
+    version.promote(owner)
+    TrainingRun.objects.create(
+        project=project,
+        status=RunStatus.SUCCEEDED,
+        metrics={"skipped": [{"key": f"{3:064x}", "error": "image is incomplete"}]},
+    )
+    response = client_for(owner).get(reverse("projects:detail", args=[project.pk]))
+    health = response.context["health"]
+    assert health["duplicate_count"] == 1 and health["duplicates"][0]["a"].sha256 == a
+    assert health["failed_count"] == 1 and health["failed"][0]["error"] == "image is incomplete"
+    body = response.content.decode()
+    assert "Near-duplicates" in body and "99% similar" in body
+    assert "Could not be read" in body and "image is incomplete" in body
+    assert "75%" in body and "v1 serving" in body

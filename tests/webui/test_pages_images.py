@@ -1,0 +1,93 @@
+"""Images are only ever shown as freshly encoded JPEGs of their decoded pixels (RELIABILITY row 5)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.urls import reverse
+from PIL import Image
+
+pytestmark = pytest.mark.django_db
+
+
+def _encode(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def _ingest(project, owner, data: bytes, name="x.png"):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from webui.projects.services import ingest_image
+
+    return ingest_image(project, owner, SimpleUploadedFile(name, data)).image
+
+
+def test_it_serves_a_reencoded_jpeg_without_appended_html(client_for, project, owner, viewer, media_root):
+    hostile = _encode(Image.new("RGB", (64, 48), (10, 200, 30)), "PNG") + b"<script>alert(1)</script><html>"
+    image = _ingest(project, owner, hostile, "evil.png")
+    for name in ("projects:image-thumb", "projects:image-full"):
+        response = client_for(viewer).get(reverse(name, args=[project.pk, image.pk]))
+        assert response.status_code == 200
+        body = response.content
+        assert b"<script" not in body and b"<html" not in body
+        assert body.startswith(b"\xff\xd8") and response["Content-Type"] == "image/jpeg"
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["Cache-Control"].startswith("private")
+        decoded = Image.open(io.BytesIO(body))
+        assert decoded.format == "JPEG" and decoded.size == (64, 48)
+
+
+def test_it_bounds_the_size_of_thumbnails_and_full_views(client_for, project, owner, media_root):
+    image = _ingest(project, owner, _encode(Image.new("RGB", (2400, 1200), (90, 90, 90)), "JPEG"), "big.jpg")
+    c = client_for(owner)
+    thumb = Image.open(
+        io.BytesIO(c.get(reverse("projects:image-thumb", args=[project.pk, image.pk])).content)
+    )
+    full = Image.open(io.BytesIO(c.get(reverse("projects:image-full", args=[project.pk, image.pk])).content))
+    assert thumb.size == (256, 128)
+    assert full.size == (1600, 800)
+
+
+def test_it_shows_exif_rotated_photos_upright(client_for, project, owner, media_root):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    data = _encode(Image.new("RGB", (80, 40), (200, 0, 0)), "JPEG", exif=exif.tobytes())
+    image = _ingest(project, owner, data, "phone.jpg")
+    body = client_for(owner).get(reverse("projects:image-thumb", args=[project.pk, image.pk])).content
+    assert Image.open(io.BytesIO(body)).size == (40, 80)
+
+
+def test_it_answers_304_for_a_known_etag_and_caches_on_disk(client_for, project, owner, media_root, settings):
+    from pathlib import Path
+
+    image = _ingest(project, owner, _encode(Image.new("RGB", (30, 30), (1, 2, 3)), "PNG"))
+    url = reverse("projects:image-thumb", args=[project.pk, image.pk])
+    c = client_for(owner)
+    first = c.get(url)
+    assert first.status_code == 200 and first["ETag"]
+    cached = (
+        Path(settings.PINHOLE_MODEL_CACHE) / "thumbs" / "thumb" / image.sha256[:2] / f"{image.sha256}.jpg"
+    )
+    assert cached.read_bytes() == first.content
+    again = c.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304 and again.content == b""
+    assert again["X-Content-Type-Options"] == "nosniff"
+
+
+def test_it_checks_access_before_answering_304(client_for, project, owner, stranger, media_root):
+    image = _ingest(project, owner, _encode(Image.new("RGB", (30, 30), (1, 2, 3)), "PNG"))
+    url = reverse("projects:image-thumb", args=[project.pk, image.pk])
+    etag = client_for(owner).get(url)["ETag"]
+    assert client_for(stranger).get(url, HTTP_IF_NONE_MATCH=etag).status_code == 404
+
+
+def test_it_answers_404_when_the_stored_file_is_gone(client_for, project, owner, media_root):
+    from django.core.files.storage import default_storage
+
+    image = _ingest(project, owner, _encode(Image.new("RGB", (30, 30), (1, 2, 3)), "PNG"))
+    default_storage.delete(image.file.name)
+    response = client_for(owner).get(reverse("projects:image-full", args=[project.pk, image.pk]))
+    assert response.status_code == 404

@@ -1,0 +1,73 @@
+/* Pinhole: small helpers shared by every page (loaded by base.html as window.Pinhole). */
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    if (match) return decodeURIComponent(match[1]);
+    const field = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return field ? field.value : "";
+  }
+
+  /* POST form data (FormData or a plain object) and get JSON back: {status, ok, body}. */
+  async function post(url, data) {
+    let body = data;
+    if (!(data instanceof FormData)) {
+      body = new FormData();
+      Object.entries(data || {}).forEach(([k, v]) => {
+        (Array.isArray(v) ? v : [v]).forEach((item) => body.append(k, item));
+      });
+    }
+    const response = await fetch(url, {
+      method: "POST", body, credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+    });
+    let parsed = null;
+    try { parsed = await response.json(); } catch (e) { parsed = null; }
+    return { status: response.status, ok: response.ok, body: parsed };
+  }
+
+  /* Like post(), through XMLHttpRequest so upload progress can be reported: onProgress(0..1). */
+  function upload(url, formData, onProgress) {
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.withCredentials = true;
+      if (onProgress) {
+        xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+      }
+      xhr.onload = () => {
+        let parsed = null;
+        try { parsed = JSON.parse(xhr.responseText); } catch (e) { parsed = null; }
+        resolve({ status: xhr.status, ok: xhr.status >= 200 && xhr.status < 300, body: parsed });
+      };
+      xhr.onerror = () => resolve({ status: 0, ok: false, body: null });
+      xhr.send(formData);
+    });
+  }
+
+  /* A short-lived note at the bottom of the screen. kind: "ok" | "bad" | "" */
+  function toast(text, kind) {
+    let box = document.getElementById("toast");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "toast";
+      box.setAttribute("role", "status");
+      document.body.appendChild(box);
+    }
+    box.textContent = text;
+    box.className = "toast show " + (kind || "");
+    clearTimeout(box._timer);
+    box._timer = setTimeout(() => { box.className = "toast " + (kind || ""); }, 2600);
+  }
+
+  function formatBytes(n) {
+    if (n < 1024) return n + " B";
+    if (n < 1024 * 1024) return (n / 1024).toFixed(0) + " KB";
+    return (n / 1024 / 1024).toFixed(1) + " MB";
+  }
+
+  window.Pinhole = { csrfToken, post, upload, toast, formatBytes };
+})();

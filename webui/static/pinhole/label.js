@@ -1,0 +1,186 @@
+/* Label page: select thumbnails (click, shift-click, select all), label them with buttons or keys.
+
+   Keys: arrows move the focus, Space toggles, 1-9 apply a label, u unlabels, a accepts the model's
+   suggestion, Esc clears. Labelling one focused picture moves on to the next one by itself. */
+(function () {
+  "use strict";
+
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (e) => { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
+  });
+
+  const grid = document.getElementById("grid");
+  if (!grid) return;
+  const editable = grid.dataset.editable === "1";
+  const applyUrl = grid.dataset.applyUrl;
+  const show = grid.dataset.show;
+  const labelsNode = document.getElementById("labels-data");
+  const labels = labelsNode ? JSON.parse(labelsNode.textContent) : [];
+  const byId = new Map(labels.map((l) => [String(l.id), l]));
+  const tiles = () => Array.from(grid.querySelectorAll(".tile"));
+  const selected = new Set();
+  let anchor = null;
+  let focusIndex = 0;
+  let busy = false;
+
+  function focusTile(index, scroll) {
+    const all = tiles();
+    if (!all.length) return;
+    focusIndex = Math.max(0, Math.min(index, all.length - 1));
+    all.forEach((t, i) => t.setAttribute("tabindex", i === focusIndex ? "0" : "-1"));
+    all[focusIndex].focus({ preventScroll: !scroll });
+    if (scroll) all[focusIndex].scrollIntoView({ block: "nearest" });
+  }
+
+  function refreshSelection() {
+    tiles().forEach((t) => {
+      const on = selected.has(t.dataset.id);
+      t.classList.toggle("selected", on);
+      t.setAttribute("aria-selected", on ? "true" : "false");
+    });
+    const counter = document.getElementById("selected-count");
+    if (counter) counter.textContent = selected.size;
+  }
+
+  function toggle(tile, on) {
+    const id = tile.dataset.id;
+    const value = on === undefined ? !selected.has(id) : on;
+    if (value) selected.add(id); else selected.delete(id);
+  }
+
+  function columns() {
+    const all = tiles();
+    if (!all.length) return 1;
+    const top = all[0].offsetTop;
+    let n = 0;
+    while (n < all.length && all[n].offsetTop === top) n++;
+    return Math.max(1, n);
+  }
+
+  // --- pointer --------------------------------------------------------------------------------
+
+  grid.addEventListener("click", (e) => {
+    if (e.target.closest("a")) return;
+    const tile = e.target.closest(".tile");
+    if (!tile || !editable) return;
+    const all = tiles();
+    const index = all.indexOf(tile);
+    if (e.shiftKey && anchor !== null) {
+      const [from, to] = [Math.min(anchor, index), Math.max(anchor, index)];
+      for (let i = from; i <= to; i++) toggle(all[i], true);
+    } else {
+      toggle(tile);
+      anchor = index;
+    }
+    focusTile(index, false);
+    refreshSelection();
+  });
+
+  // --- applying -------------------------------------------------------------------------------
+
+  function paint(tile, label) {
+    tile.dataset.labelId = label ? String(label.id) : "";
+    const cap = tile.querySelector(".tile-cap");
+    cap.textContent = "";
+    if (label) {
+      const chip = document.createElement("span");
+      chip.className = "tile-label";
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = label.colour;
+      chip.append(swatch, document.createTextNode(label.name));
+      cap.appendChild(chip);
+    }
+    const leaves = (show === "unlabeled" || show === "suggested") ? !!label
+      : show === "label" ? true : show === "mislabeled";
+    tile.classList.toggle("done", leaves);
+  }
+
+  function targets() {
+    if (selected.size) return tiles().filter((t) => selected.has(t.dataset.id));
+    const all = tiles();
+    return all[focusIndex] ? [all[focusIndex]] : [];
+  }
+
+  async function apply(value, chosen) {
+    if (!editable || busy) return;
+    const list = chosen || targets();
+    if (!list.length) { Pinhole.toast("Select some pictures first"); return; }
+    if (value === "delete" && !window.confirm("Delete " + list.length + " picture" + (list.length === 1 ? "" : "s") + " from the project?")) return;
+    busy = true;
+    const wasSelection = selected.size > 0 && !chosen;
+    const result = await Pinhole.post(applyUrl, { images: list.map((t) => t.dataset.id).join(","), label: value });
+    busy = false;
+    if (!result.ok) {
+      Pinhole.toast((result.body && (result.body.error || result.body.detail)) || "Could not save (" + result.status + ")", "bad");
+      return;
+    }
+    const all = tiles();
+    const last = Math.max(...list.map((t) => all.indexOf(t)));
+    if (value === "delete") {
+      list.forEach((t) => t.remove());
+      Pinhole.toast("Deleted " + result.body.changed);
+    } else {
+      const label = value === "none" ? null : byId.get(String(value));
+      list.forEach((t) => paint(t, label));
+      Pinhole.toast((label ? label.name : "Unlabelled") + " · " + list.length, "ok");
+    }
+    if (wasSelection || chosen) selected.clear();
+    refreshSelection();
+    focusTile(value === "delete" ? last - list.length + 1 : last + 1, true);
+  }
+
+  async function acceptSuggestions() {
+    const groups = new Map();
+    targets().forEach((t) => {
+      if (!t.dataset.suggestId) return;
+      if (!groups.has(t.dataset.suggestId)) groups.set(t.dataset.suggestId, []);
+      groups.get(t.dataset.suggestId).push(t);
+    });
+    if (!groups.size) { Pinhole.toast("No suggestion for this picture"); return; }
+    selected.clear();
+    for (const [labelId, group] of groups) await apply(labelId, group);
+  }
+
+  document.querySelectorAll("[data-apply]").forEach((button) => {
+    button.addEventListener("click", () => apply(button.dataset.apply));
+  });
+  const acceptButton = document.querySelector("[data-accept]");
+  if (acceptButton) acceptButton.addEventListener("click", acceptSuggestions);
+  const all = document.getElementById("select-all");
+  if (all) all.addEventListener("click", () => { tiles().forEach((t) => toggle(t, true)); refreshSelection(); });
+  const none = document.getElementById("select-none");
+  if (none) none.addEventListener("click", () => { selected.clear(); refreshSelection(); });
+
+  // --- keyboard -------------------------------------------------------------------------------
+
+  document.addEventListener("keydown", (e) => {
+    if (e.target.closest("input, textarea, select, [contenteditable]")) return;
+    if (e.altKey || (e.metaKey && e.key !== "a") || (e.ctrlKey && e.key !== "a")) return;
+    const key = e.key;
+    let handled = true;
+    if (key === "ArrowRight") focusTile(focusIndex + 1, true);
+    else if (key === "ArrowLeft") focusTile(focusIndex - 1, true);
+    else if (key === "ArrowDown") focusTile(focusIndex + columns(), true);
+    else if (key === "ArrowUp") focusTile(focusIndex - columns(), true);
+    else if (!editable) handled = false;
+    else if (key === " " || key === "Enter") {
+      const tile = tiles()[focusIndex];
+      if (tile) { toggle(tile); anchor = focusIndex; refreshSelection(); }
+    } else if (/^[1-9]$/.test(key)) {
+      const label = labels[parseInt(key, 10) - 1];
+      if (label) apply(String(label.id)); else handled = false;
+    } else if (key === "u" || key === "0") apply("none");
+    else if (key === "a" && (e.ctrlKey || e.metaKey)) { tiles().forEach((t) => toggle(t, true)); refreshSelection(); }
+    else if (key === "a") acceptSuggestions();
+    else if (key === "Escape") { selected.clear(); refreshSelection(); }
+    else if (key === "Delete") apply("delete");
+    else handled = false;
+    if (handled) e.preventDefault();
+  });
+
+  grid.addEventListener("focusin", (e) => {
+    const tile = e.target.closest(".tile");
+    if (tile) focusIndex = tiles().indexOf(tile);
+  });
+})();
