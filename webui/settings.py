@@ -66,6 +66,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "webui.lib.limits.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -135,6 +136,13 @@ PINHOLE_ZIP_MAX_UNCOMPRESSED_MB = env_float("PINHOLE_ZIP_MAX_UNCOMPRESSED_MB", 2
 PINHOLE_ZIP_MAX_ENTRIES = env_int("PINHOLE_ZIP_MAX_ENTRIES", 2000, minimum=1)
 PINHOLE_ZIP_MAX_RATIO = env_float("PINHOLE_ZIP_MAX_RATIO", 50.0, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The limiter runs first and passes chunks on; the stock handlers then keep small files in memory
+# and spool large ones to disk.
+FILE_UPLOAD_HANDLERS = [
+    "webui.lib.limits.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 FILE_UPLOAD_TEMP_DIR = None
 
 # Rate limits per minute (RELIABILITY rows 29, 34): public share-page predictions per IP, failed share
