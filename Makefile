@@ -21,7 +21,8 @@ migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 
 run: migrate
-	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py collectstatic --no-input -v0
+	$(BIN)/python manage.py ensure_admin --url http://$(HOST):$(PORT)/
 	$(BIN)/python -m webui.devserver --host $(HOST) --port $(PORT)
 
 worker: migrate

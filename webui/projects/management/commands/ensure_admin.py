@@ -11,6 +11,9 @@ from webui.lib.env import env_str
 class Command(BaseCommand):
     help = "Create an admin account if there is no user yet (reads DJANGO_SUPERUSER_USERNAME/PASSWORD)."
 
+    def add_arguments(self, parser):
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="where the site is served")
+
     def handle(self, *args, **options):
         User = get_user_model()
         if User.objects.exists():
@@ -22,7 +25,7 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
         self.stdout.write(self.style.SUCCESS("Created the first admin account."))
-        self.stdout.write(f"  Sign in at http://127.0.0.1:8000/ as '{username}'")
+        self.stdout.write(f"  Sign in at {options['url']} as '{username}'")
         if generated:
             self.stdout.write(f"  with the password: {password}")
             self.stdout.write("  (shown once; change it under 'Password' once signed in)")
