@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
@@ -126,16 +125,10 @@ def make_version(media_root, tmp_path):
 @pytest.fixture
 def image_bytes():
     """Encoded noise images: image_bytes(colour=(r, g, b), fmt="PNG", size=(w, h), seed=0)."""
-    import numpy as np
-    from PIL import Image as PILImage
+    from tests.helpers import png
 
     def make(colour=(200, 40, 40), fmt="PNG", size=(32, 24), seed=0) -> bytes:
-        rng = np.random.default_rng(seed)
-        noise = rng.integers(-40, 40, size=(size[1], size[0], 3))
-        pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype("uint8")
-        buffer = io.BytesIO()
-        PILImage.fromarray(pixels, "RGB").save(buffer, format=fmt)
-        return buffer.getvalue()
+        return png(colour, seed=seed, size=size, fmt=fmt)
 
     return make
 
@@ -148,3 +141,28 @@ def upload():
         return SimpleUploadedFile(name, data, content_type=content_type)
 
     return make
+
+
+@pytest.fixture
+def trained_project(project, editor, media_root, django_capture_on_commit_callbacks):
+    """The project with a real serving version (red vs blue, 4 photos each), trained in-process.
+
+    The Celery task is captured, not run: the test calls the service the task would call.
+    """
+    pytest.importorskip("classifier.pipeline")
+    from tests.helpers import BLUE, RED, photo, png
+    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.training.services import run_training, start_training
+
+    for name, colour, base in (("red", RED, 0), ("blue", BLUE, 100)):
+        label = get_or_create_label(project, name)
+        for i in range(4):
+            ingest_image(project, editor, photo(png(colour, seed=base + i), f"{name}{i}.png"), label=label)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training(project, editor, {"strategy": "linear"})
+    run_training(run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    project.refresh_from_db()
+    assert project.serving_version is not None
+    return project

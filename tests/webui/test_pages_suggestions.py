@@ -2,57 +2,30 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from django.urls import reverse
 
 pytest.importorskip("classifier.predict")
 pytest.importorskip("classifier.pipeline")
 
+from tests.helpers import BLUE, RED, photo, png
+
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
-
-RED, BLUE = (210, 40, 40), (40, 40, 210)
-
-
-def _png(colour, seed) -> bytes:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(colour)[None, None, :] + rng.integers(-40, 40, (64, 64, 3)), 0, 255)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype("uint8"), "RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture
-def trained(project, editor, media_root, django_capture_on_commit_callbacks):
+def trained(trained_project, editor):
+    """The trained project plus three new unlabeled photos (red, red, blue)."""
     from django.core.cache import cache
-    from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from webui.projects.services import get_or_create_label, ingest_image
-    from webui.training.services import run_training, start_training
+    from webui.projects.services import ingest_image
 
     cache.clear()
-    for name, colour, base in (("red", RED, 0), ("blue", BLUE, 100)):
-        label = get_or_create_label(project, name)
-        for i in range(4):
-            ingest_image(
-                project, editor, SimpleUploadedFile(f"{name}{i}.png", _png(colour, base + i)), label=label
-            )
-    with django_capture_on_commit_callbacks(execute=False):
-        run = start_training(project, editor, {"strategy": "linear"})
-    run_training(run.pk)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
-    project.refresh_from_db()
-    assert project.serving_version is not None
     unlabeled = [
-        ingest_image(project, editor, SimpleUploadedFile(f"new{i}.png", _png(colour, 500 + i))).image
+        ingest_image(trained_project, editor, photo(png(colour, 500 + i), f"new{i}.png")).image
         for i, colour in enumerate([RED, RED, BLUE])
     ]
-    return project, unlabeled
+    return trained_project, unlabeled
 
 
 def test_it_shows_the_models_suggestion_on_unlabeled_images(client_for, trained, viewer):

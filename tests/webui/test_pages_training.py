@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
+
+from tests.helpers import png
 
 pytestmark = pytest.mark.django_db
 
@@ -40,18 +40,6 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
-
-
-def png(colour, seed=0, size=(24, 24)) -> bytes:
-    import numpy as np
-    from PIL import Image as PILImage
-
-    rng = np.random.default_rng(seed)
-    noise = rng.integers(-30, 30, size=(size[1], size[0], 3))
-    pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype("uint8")
-    buffer = io.BytesIO()
-    PILImage.fromarray(pixels, "RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture

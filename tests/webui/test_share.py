@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import re
 from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+
+from tests.helpers import photo, png
 
 pytestmark = pytest.mark.django_db
 
@@ -21,22 +21,6 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
-
-
-def png(colour=(200, 40, 40), size=(64, 64), seed=0) -> bytes:
-    import numpy as np
-    from PIL import Image as PILImage
-
-    rng = np.random.default_rng(seed)
-    noise = rng.integers(-30, 30, size=(size[1], size[0], 3))
-    pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype("uint8")
-    buffer = io.BytesIO()
-    PILImage.fromarray(pixels, "RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def photo(data: bytes, name="q.png"):
-    return SimpleUploadedFile(name, data, content_type="image/png")
 
 
 @pytest.fixture
@@ -288,23 +272,3 @@ def test_it_predicts_on_the_public_page_with_a_real_model(trained_project, owner
     assert isinstance(red["unknown"], bool) and len(red["top"]) == 2
     bad = c.post(url, {"file": photo(b"\x00" * 64, "x.jpg")})
     assert bad.status_code == 400 and "not an image" in bad.json()["detail"]
-
-
-@pytest.fixture
-def trained_project(project, editor, media_root, django_capture_on_commit_callbacks):
-    """A project with a real version, trained in-process (the Celery task is captured, not run)."""
-    pytest.importorskip("classifier.pipeline")
-    from webui.projects.services import get_or_create_label, ingest_image
-    from webui.training.services import run_training, start_training
-
-    for name, colour, base in (("red", (210, 40, 40), 0), ("blue", (40, 40, 210), 100)):
-        label = get_or_create_label(project, name)
-        for i in range(4):
-            ingest_image(project, editor, photo(png(colour, seed=base + i), f"{name}{i}.png"), label=label)
-    with django_capture_on_commit_callbacks(execute=False):
-        run = start_training(project, editor, {"strategy": "linear"})
-    run_training(run.pk)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
-    project.refresh_from_db()
-    return project
