@@ -8,7 +8,7 @@ visibility timeout longer than the hard time limit.
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webui.settings")
@@ -46,6 +46,19 @@ def _configure(sender, **kwargs):
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
+
+
+@signals.before_task_publish.connect
+def _time_limits_belong_to_the_worker(headers=None, **kwargs):
+    # A publisher stamps its own configured limits into every message, and a worker obeys the message
+    # over its own settings: PINHOLE_TASK_*_TIME_LIMIT set for the worker hosts would be ignored. Leave
+    # the configured defaults out so the consuming worker's settings decide; explicit per-call limits
+    # still travel.
+    if headers is None:
+        return
+    defaults = [app.conf.task_time_limit, app.conf.task_soft_time_limit]
+    if list(headers.get("timelimit") or ()) == defaults:
+        headers["timelimit"] = [None, None]
 
 
 app.autodiscover_tasks()

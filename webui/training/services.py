@@ -200,6 +200,7 @@ def claim(run_id: int) -> TrainingRun | None:
         return None
     run.refresh_from_db()
     if run.attempts > settings.PINHOLE_TASK_MAX_DELIVERIES:
+        _remove_workdirs(run.pk)
         _finish(
             run,
             RunStatus.FAILED,
@@ -260,6 +261,7 @@ def run_training(run_id: int, *, time_limit_errors: tuple[type[BaseException], .
     run = claim(run_id)
     if run is None:
         return
+    _remove_workdirs(run.pk)
     workdir = Path(tempfile.mkdtemp(prefix=f"pinhole-run{run.pk}-"))
     heartbeat = _Heartbeat(run.pk, every=max(1.0, settings.PINHOLE_HEARTBEAT_STALE_S / 4))
     heartbeat.start()
@@ -270,14 +272,7 @@ def run_training(run_id: int, *, time_limit_errors: tuple[type[BaseException], .
     except (TrainingError, ClassifierError) as exc:
         _finish(run, RunStatus.FAILED, error=str(exc))
     except time_limit_errors:
-        _finish(
-            run,
-            RunStatus.FAILED,
-            error=(
-                f"time limit: training took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s; "
-                "use fewer images, the linear strategy, or raise PINHOLE_TASK_SOFT_TIME_LIMIT"
-            ),
-        )
+        _finish(run, RunStatus.FAILED, error=time_limit_error())
     except Exception as exc:
         log.exception("training run %s failed", run.pk)
         _finish(run, RunStatus.FAILED, error=f"internal error ({type(exc).__name__}): {exc}")
@@ -287,6 +282,28 @@ def run_training(run_id: int, *, time_limit_errors: tuple[type[BaseException], .
     finally:
         heartbeat.stopped.set()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _remove_workdirs(run_id: int) -> None:
+    # A pool child killed mid-training (SIGKILL, OOM, hard time limit) never reaches its `finally`;
+    # whoever holds the run next on this host removes what it left in the temp directory.
+    for leftover in Path(tempfile.gettempdir()).glob(f"pinhole-run{run_id}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def time_limit_error() -> str:
+    return (
+        f"time limit: training took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s; "
+        "use fewer images, the linear strategy, or raise PINHOLE_TASK_SOFT_TIME_LIMIT"
+    )
+
+
+def fail_after_time_limit(run_id: int) -> None:
+    """The hard time limit killed the process training this run: record it and clean up."""
+    run = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).first()
+    if run is not None:
+        _finish(run, RunStatus.FAILED, error=time_limit_error())
+    _remove_workdirs(run_id)
 
 
 def _finish(run: TrainingRun, status: str, *, error: str = "", message: str = "") -> None:

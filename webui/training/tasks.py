@@ -4,12 +4,20 @@ Routed to the `training` queue (webui/celery.py), served by workers on GPU hosts
 """
 
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from webui.training import services
 
 
-@shared_task(bind=True, max_retries=None)
+def _on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+    # The hard time limit kills the pool child, so nothing in run_training can record it; Celery then
+    # calls on_failure in the worker's main process and acknowledges the message. Without this the
+    # run would stay RUNNING forever.
+    if isinstance(exc, TimeLimitExceeded) and args:
+        services.fail_after_time_limit(args[0])
+
+
+@shared_task(bind=True, max_retries=None, on_failure=_on_failure)
 def train(self, run_id: int) -> None:
     try:
         services.run_training(run_id, time_limit_errors=(SoftTimeLimitExceeded,))

@@ -22,6 +22,20 @@ def _load_schema():
 schema = _load_schema()
 
 
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection():
+    # Calling the WSGI app directly fires request_started/finished, whose close_old_connections() would
+    # close the test's own connection mid-transaction; Django's test client disconnects it the same way.
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @pytest.fixture
 def owner_token(owner, project):
     from rest_framework.authtoken.models import Token
