@@ -175,6 +175,13 @@ PINHOLE_API_PREDICT_RATE = env_str("PINHOLE_API_PREDICT_RATE", "20/s")
 CELERY_BROKER_URL = broker_url(env_str("CELERY_BROKER_URL"), DATA_DIR)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("PINHOLE_TASK_SOFT_TIME_LIMIT", 3 * 3600, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("PINHOLE_TASK_TIME_LIMIT", 3 * 3600 + 300, minimum=1)
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    # The prefork pool arms the hard limit only after the soft one; the soft limit is what lets a task
+    # record "time limit" and clean up before it is killed.
+    raise ConfigError(
+        f"PINHOLE_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT}) must be below "
+        f"PINHOLE_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})"
+    )
 # Redis re-delivers an unacknowledged task after the visibility timeout; it must outlast the hard
 # time limit or a long training would start a second time while the first still runs.
 PINHOLE_BROKER_VISIBILITY_TIMEOUT = env_int(

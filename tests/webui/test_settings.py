@@ -146,3 +146,21 @@ def test_it_stops_at_startup_on_a_bad_value(tmp_path):
     )
     assert out.returncode != 0
     assert "PINHOLE_MAX_FILES_PER_REQUEST='lots' is not a whole number" in out.stderr
+
+
+def test_it_refuses_a_soft_time_limit_that_is_not_below_the_hard_one(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO,
+        env=dict(
+            os.environ,
+            PINHOLE_DATA_DIR=str(tmp_path),
+            PINHOLE_TASK_SOFT_TIME_LIMIT="600",
+            PINHOLE_TASK_TIME_LIMIT="600",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert "PINHOLE_TASK_SOFT_TIME_LIMIT (600) must be below PINHOLE_TASK_TIME_LIMIT (600)" in out.stderr

@@ -141,6 +141,26 @@ def _enqueue(run_id: int) -> None:
         )
 
 
+def recover_stale_runs(*, queued_for: timedelta = timedelta(minutes=2)) -> list[int]:
+    """Queue again the runs whose message was lost; returns their ids.
+
+    A broker without persistence (Redis restarted) or a whole worker host lost with the SQLite broker
+    drops messages: their runs would stay QUEUED, or RUNNING with a dead heartbeat, for ever. Called when
+    a worker starts. Sending a second message for a run that still has one is harmless: the claim is a
+    conditional UPDATE, so only one delivery trains it.
+    """
+    now = timezone.now()
+    stale = TrainingRun.objects.filter(
+        status=RunStatus.QUEUED, created__lt=now - queued_for
+    ) | TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=now - heartbeat_stale_after())
+    ids = list(stale.values_list("pk", flat=True))
+    for run_id in ids:
+        _enqueue(run_id)
+    if ids:
+        log.warning("re-queued %d training run(s) whose message was lost: %s", len(ids), ids)
+    return ids
+
+
 def _has_version(run: TrainingRun) -> bool:
     return ModelVersion.objects.filter(run=run).exists()
 

@@ -174,3 +174,17 @@ def test_it_extracts_only_new_images_when_retraining(
     assert (second.metrics["timings"]["n_extracted"], second.metrics["timings"]["n_cached"]) == (2, 8)
     assert list(project.versions.values_list("number", flat=True)) == [2, 1]
     assert second.model_version.number == 2
+
+
+def test_it_requeues_runs_whose_message_was_lost(project, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "_enqueue", sent.append)
+    long_ago = timezone.now() - timedelta(hours=1)
+    lost = TrainingRun.objects.create(project=project)
+    TrainingRun.objects.filter(pk=lost.pk).update(created=long_ago)
+    TrainingRun.objects.create(project=project)  # just queued: its message is still on its way
+    dead = TrainingRun.objects.create(project=project, status=RunStatus.RUNNING, heartbeat_at=long_ago)
+    TrainingRun.objects.create(project=project, status=RunStatus.RUNNING, heartbeat_at=timezone.now())
+    TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED)
+    assert sorted(services.recover_stale_runs()) == sorted([lost.pk, dead.pk])
+    assert sorted(sent) == sorted([lost.pk, dead.pk])
