@@ -26,6 +26,7 @@ from pathlib import Path
 import requests
 
 from bench.common import REPO, report, require_dataset
+from webui.devserver import web_command, worker_command
 
 PYTHON = sys.executable
 
@@ -57,6 +58,7 @@ class Site:
             DJANGO_SUPERUSER_PASSWORD="bench-password-123",
         )
         _manage(self.env, "migrate", "--no-input")
+        _manage(self.env, "collectstatic", "--no-input", "-v0")
         _manage(self.env, "ensure_admin")
         token = _manage(self.env, "drf_create_token", "bench").split()[2]
         self.session = requests.Session()
@@ -64,11 +66,11 @@ class Site:
         log = open(data_dir / "site.log", "w")  # noqa: SIM115 - closed with the processes
         self.processes = [
             subprocess.Popen(
-                [PYTHON, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
+                web_command(PYTHON, "127.0.0.1", self.port),
                 cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             ),
             subprocess.Popen(
-                [PYTHON, "-m", "celery", "-A", "webui", "worker", "-Q", "default,training", "-c", "1"],
+                worker_command(PYTHON),
                 cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             ),
         ]  # fmt: skip
@@ -77,7 +79,7 @@ class Site:
             try:
                 if requests.get(f"{self.base}/healthz", timeout=1).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.3)
         raise RuntimeError("the web server did not start")
 

@@ -14,6 +14,37 @@ import sys
 import time
 
 
+def web_command(python: str, host: str, port: int | str) -> list[str]:
+    """The web server of `make run`: gunicorn, as in production.
+
+    Django's runserver keeps connections alive but writes headers and body in separate packets, so a
+    keep-alive client waits ~40 ms on delayed ACKs for every answer (measured: 72 ms vs 30 ms per
+    prediction); gunicorn answers in one write.
+    """
+    return [
+        python, "-m", "gunicorn", "webui.wsgi", "--bind", f"{host}:{port}",
+        "--workers", "2", "--threads", "4", "--timeout", "120", "--access-logfile", "-",
+    ]  # fmt: skip
+
+
+def worker_command(python: str) -> list[str]:
+    """One worker process for both queues: a laptop has no separate GPU host."""
+    return [
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "webui",
+        "worker",
+        "-Q",
+        "default,training",
+        "-c",
+        "1",
+        "--loglevel",
+        "INFO",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -22,14 +53,7 @@ def main() -> int:
 
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="webui.settings", PYTHONUNBUFFERED="1")
     python = sys.executable
-    commands = {
-        "web": [python, "manage.py", "runserver", f"{args.host}:{args.port}", "--noreload"],
-        # One worker process for both queues: a laptop has no separate GPU host.
-        "worker": [
-            python, "-m", "celery", "-A", "webui", "worker",
-            "-Q", "default,training", "-c", "1", "--loglevel", "INFO",
-        ],
-    }  # fmt: skip
+    commands = {"web": web_command(python, args.host, args.port), "worker": worker_command(python)}
     children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
     print(f"Pinhole is starting on http://{args.host}:{args.port}/ (web and worker); Ctrl-C stops both.")
 

@@ -73,3 +73,30 @@ class LabelForm(forms.ModelForm):
 
 class AcceptSuggestionsForm(forms.Form):
     threshold = forms.IntegerField(min_value=50, max_value=100, initial=90, label="Confidence at least (%)")
+
+
+class ProjectSettingsForm(forms.ModelForm):
+    """What editors may change about a project; the backbone list is the usable registry entries."""
+
+    class Meta:
+        model = Project
+        fields = ["name", "description", "backbone", "auto_promote"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        labels = {"auto_promote": "Serve a new version automatically when it does at least as well"}
+
+    def __init__(self, *args, **kwargs):
+        from classifier.backbones import list_backbones
+
+        super().__init__(*args, **kwargs)
+        usable = [b for b in list_backbones() if b["usable"] or b["name"] == self.instance.backbone]
+        self.fields["backbone"] = forms.ChoiceField(
+            choices=[(b["name"], f"{b['name']} — {b['notes']}") for b in usable],
+            help_text="The pretrained network for the next training; earlier versions keep theirs.",
+        )
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(
+        choices=[("editor", "Editor: uploads, labels, trains"), ("viewer", "Viewer: looks")]
+    )

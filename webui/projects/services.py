@@ -25,7 +25,7 @@ from PIL import Image as PILImage
 
 from classifier.errors import ImageError
 from classifier.preprocessing import EXTENSIONS, inspect_image
-from webui.projects.models import Image, Label, Project
+from webui.projects.models import Image, Label, Membership, Project
 
 log = logging.getLogger(__name__)
 
@@ -522,3 +522,26 @@ def data_health(project: Project) -> dict:
         "useful_per_label": USEFUL_PER_LABEL,
         "adapt_per_label": ADAPT_PER_LABEL,
     }
+
+
+class MembershipError(Exception):
+    """A membership change the owner asked for cannot be made; the message says why."""
+
+
+def add_member(project: Project, username: str, role: str) -> Membership:
+    """Share the project with an existing user (or change their role)."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(username=username.strip()).first()
+    if user is None:
+        raise MembershipError(f"there is no user called {username.strip()!r}; an admin can create one")
+    if user.pk == project.owner_id:
+        raise MembershipError("the owner already has every right")
+    membership, _created = Membership.objects.update_or_create(
+        project=project, user=user, defaults={"role": role}
+    )
+    return membership
+
+
+def remove_member(project: Project, membership_id: int) -> None:
+    Membership.objects.filter(project=project, pk=membership_id).delete()

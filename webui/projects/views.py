@@ -23,8 +23,14 @@ from django.views.decorators.http import require_GET, require_POST
 from classifier.errors import ClassifierError
 from webui.projects import services
 from webui.projects.access import get_in_project_for_user, get_project_for_user, projects_for
-from webui.projects.forms import AcceptSuggestionsForm, LabelForm, ProjectForm
-from webui.projects.models import LABEL_COLOURS, Image, Label
+from webui.projects.forms import (
+    AcceptSuggestionsForm,
+    LabelForm,
+    MemberForm,
+    ProjectForm,
+    ProjectSettingsForm,
+)
+from webui.projects.models import LABEL_COLOURS, Image, Label, Role
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +109,59 @@ def project_delete(request, project_id):
     services.delete_project(project)
     messages.success(request, f"Deleted “{name}” with its images and models.")
     return redirect("projects:list")
+
+
+# --- settings and members ----------------------------------------------------------------------------
+
+
+@login_required
+def project_settings(request, project_id):
+    """Name, description, backbone and auto-promote (editors); members and their roles (owner)."""
+    project = get_project_for_user(request.user, project_id)
+    form = ProjectSettingsForm(request.POST or None, instance=project)
+    if request.method == "POST":
+        project = get_project_for_user(request.user, project_id, write=True)
+        form = ProjectSettingsForm(request.POST, instance=project)
+        if form.is_valid():
+            form.save()
+            messages.success(request, "Settings saved.")
+            return redirect("projects:settings", project.pk)
+    context = {
+        "project": project,
+        "form": form,
+        "member_form": MemberForm(),
+        "memberships": project.memberships.select_related("user").order_by("user__username"),
+        "can_edit": project.can_edit(request.user),
+        "is_owner": project.user_role == Role.OWNER,
+        "tab": "settings",
+    }
+    return render(request, "projects/settings.html", context)
+
+
+@login_required
+@require_POST
+def member_add(request, project_id):
+    project = get_project_for_user(request.user, project_id, owner_only=True)
+    form = MemberForm(request.POST)
+    if form.is_valid():
+        try:
+            member = services.add_member(project, form.cleaned_data["username"], form.cleaned_data["role"])
+        except services.MembershipError as exc:
+            messages.error(request, f"Not shared: {exc}.")
+        else:
+            messages.success(request, f"{member.user.get_username()} is now a {member.role} of this project.")
+    else:
+        messages.error(request, "Give a user name and a role.")
+    return redirect("projects:settings", project.pk)
+
+
+@login_required
+@require_POST
+def member_remove(request, project_id, membership_id):
+    project = get_project_for_user(request.user, project_id, owner_only=True)
+    services.remove_member(project, membership_id)
+    messages.success(request, "Removed from the project.")
+    return redirect("projects:settings", project.pk)
 
 
 # --- upload ---------------------------------------------------------------------------------------
