@@ -36,6 +36,8 @@ _STAGES = {
 }
 # With fewer images than this in the smallest label, a 20 % holdout is too noisy: use k-fold instead.
 MIN_PER_LABEL_HOLDOUT = 20
+# Held-out predictions kept in the metrics (the rest of a very large test split is only counted).
+MAX_STORED_PREDICTIONS = 5000
 # Largest difference in any probability allowed between the exported graph and the torch model.
 EXPORT_TOLERANCE = 1e-4
 
@@ -155,8 +157,9 @@ def train_model(
         device: "auto", "cpu" or "cuda".
         fingerprint: the caller's identity of this training (stored in the manifest).
         holdout: how to evaluate without val_samples: "auto" (stratified 20 % holdout, k-fold for small
-            sets; the final model is refit on everything) or "given" (the samples' split fields choose
-            a frozen test split that the final model never sees; k-fold if it lacks a label).
+            sets) or "given" (the samples' split fields choose a frozen test split; k-fold if it lacks a
+            label). Either way the metrics come from a model that never saw the test images, and the
+            final model then learns from every sample.
         on_progress: on_progress(fraction, message); may raise Cancelled, which propagates.
         extractor: a features.Extractor to reuse (workers keep one per backbone).
         pretrained: False uses random weights (tests only).
@@ -240,7 +243,14 @@ def train_model(
         eval_samples = val_samples if val_samples else [samples[i] for i in test_idx]
         X_eval = _features_for(eval_samples, vectors, adapt)
         y_eval = np.array([labels.index(s.label) for s in eval_samples])
-        metrics = evaluate(y_eval, head.predict_proba(X_eval), labels)
+        eval_proba = head.predict_proba(X_eval)
+        metrics = evaluate(y_eval, eval_proba, labels)
+        # What the evaluated model answered for each held-out image, so a confusion-matrix cell can list
+        # its images later even though the model that serves has since learned from them too.
+        metrics["test_predictions"] = [
+            {"key": s.key, "predicted": labels[int(row.argmax())], "confidence": round(float(row.max()), 4)}
+            for s, row in zip(eval_samples[:MAX_STORED_PREDICTIONS], eval_proba, strict=False)
+        ]
     else:
         X_train_final = result.features if result.features is not None else X[train_idx]
         metrics, oof = kfold_evaluate(X_train_final, y[train_idx], labels, seed=seed, on_progress=fit)
@@ -358,7 +368,7 @@ def _evaluation_plan(samples, y, n_labels: int, holdout: str, seed: int):
         present = np.unique(y)
         ok = len(test) and all((y[test] == c).any() and (y[train] == c).sum() >= 2 for c in present)
         if ok:
-            return train, test, f"frozen test split of {len(test)} images", False
+            return train, test, f"frozen test split of {len(test)} images", True
         return everything, empty, "cross-validation (the test split lacks a label)", False
     if holdout != "auto":
         raise ValueError(f"holdout must be 'auto' or 'given', not {holdout!r}")

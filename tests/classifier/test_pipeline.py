@@ -35,9 +35,13 @@ def test_it_evaluates_on_a_given_frozen_test_split(toy_data, samples_of, model_c
     for i, sample in enumerate(samples):
         sample.split = "test" if i % 4 == 0 else "train"
     outcome = train_model(samples, tmp_path / "v", strategy="linear", holdout="given", cache=MemoryCache())
-    assert outcome.metrics["n_val"] == 4 and outcome.metrics["n_train"] == 12
+    # Scored by a model trained on the 12 others; the model that ships then learns from all 16.
+    assert outcome.metrics["n_val"] == 4 and outcome.metrics["n_train"] == 16
     assert {s.key for s in outcome.test_samples} == {s.key for s in samples if s.split == "test"}
     assert "frozen test split" in outcome.metrics["evaluation"]
+    recorded = outcome.metrics["test_predictions"]
+    assert [row["key"] for row in recorded] == [s.key for s in samples if s.split == "test"]
+    assert all(row["predicted"] in ("blue", "red") and 0 <= row["confidence"] <= 1 for row in recorded)
 
 
 def test_it_skips_unreadable_images_and_says_why(toy_data, samples_of, model_cache, tmp_path):

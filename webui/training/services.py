@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from classifier.errors import Cancelled, ClassifierError, TrainingError
 from webui.projects.models import Image, Project
-from webui.training.artifacts import artifact_prefix, local_copy, store_artifact
+from webui.training.artifacts import artifact_prefix, store_artifact
 from webui.training.featurecache import DatabaseFeatureCache
 from webui.training.models import FINAL_STATES, InvalidTransition, ModelVersion, RunStatus, TrainingRun
 
@@ -457,10 +457,11 @@ def _delete_prefix(prefix: str) -> None:
 
 
 def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
-    """Serve a new version when nothing serves, or when it does at least as well on the same test images.
+    """Serve a new version when nothing serves, or when it scores at least as well as the serving one.
 
-    Both versions are scored on this run's frozen test split (images chosen by content hash, never
-    trained on), so the comparison is fair even when the data grew between them.
+    Each version's score comes from a model trained without the project's frozen test split (images
+    chosen by content hash, so the split only grows as images are added) and measured on it; the
+    served model then learns from every image.
     """
     project = Project.objects.get(pk=version.project_id)
     serving = project.serving_version
@@ -473,30 +474,16 @@ def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
         promote, reason = True, "the labels changed, so the serving version cannot answer this question"
     else:
         new = version.metrics.get("balanced_accuracy")
-        old = _score_serving_on_test(serving, version, outcome)
+        old = serving.metrics.get("balanced_accuracy")
         if new is None or old is None:
-            reason = "no shared test images to compare on; promote it by hand"
+            reason = "no test score to compare; promote it by hand"
         elif new >= old:
             promote, reason = True, f"balanced accuracy {new:.3f} vs {old:.3f} for v{serving.number}"
         else:
-            reason = f"v{serving.number} does better on the same test images ({old:.3f} vs {new:.3f})"
+            reason = f"v{serving.number} scored better on the test images ({old:.3f} vs {new:.3f})"
     if promote:
         version.promote(action="auto-promote")
     metrics = dict(version.metrics, promotion={"promoted": promote, "reason": reason})
     ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
     version.metrics = metrics
     return promote, reason
-
-
-def _score_serving_on_test(serving: ModelVersion, version: ModelVersion, outcome) -> float | None:
-    test = (outcome.test_samples if outcome is not None else None) or []
-    if not test:
-        return serving.metrics.get("balanced_accuracy")
-    from classifier.evaluation import evaluate
-    from classifier.predict import Predictor
-
-    predictor = Predictor(local_copy(serving))
-    labels = list(serving.labels)
-    probabilities = predictor.predict_proba([s.source() if callable(s.source) else s.source for s in test])
-    y_true = [labels.index(sample.label) for sample in test]
-    return evaluate(y_true, probabilities, labels)["balanced_accuracy"]

@@ -315,6 +315,16 @@ def predictions_for(version: ModelVersion, images: list[Image]) -> dict[str, tup
     return result
 
 
+def _stored_predictions(version: ModelVersion) -> dict[str, tuple[str, float]]:
+    """What the evaluated model answered for each test image, as recorded at training time.
+
+    The serving model has also learned from the test images, so asking it now would not reproduce the
+    matrix; versions trained before these were recorded fall back to asking it.
+    """
+    rows = (version.metrics or {}).get("test_predictions") or []
+    return {row["key"]: (row["predicted"], float(row["confidence"])) for row in rows}
+
+
 def _cell_context(project, version: ModelVersion, query) -> dict:
     labels = (version.metrics or {}).get("labels") or version.labels
     try:
@@ -326,7 +336,9 @@ def _cell_context(project, version: ModelVersion, query) -> dict:
     images = [image for image in images if image.label.name == true_label]
     error, shown = "", []
     try:
-        answers = predictions_for(version, images)
+        answers = _stored_predictions(version) if held_out else None
+        if not answers:
+            answers = predictions_for(version, images)
     except Exception as exc:  # a broken or missing artifact must not break the results page
         log.warning("could not predict the evaluated images of %s", version, exc_info=True)
         error = f"The model could not be run on these images ({type(exc).__name__}: {exc})."

@@ -128,7 +128,7 @@ def test_it_serves_the_first_version_and_better_ones_automatically(project, make
     assert services.promote_if_better(v1)[0]
     worse = _set(make_version(project, 2), balanced_accuracy=0.8)
     promoted, reason = services.promote_if_better(worse)
-    assert not promoted and "v1 does better" in reason
+    assert not promoted and "v1 scored better" in reason
     better = _set(make_version(project, 3), balanced_accuracy=0.95)
     assert services.promote_if_better(better)[0]
     project.refresh_from_db()
