@@ -1,4 +1,4 @@
-"""Command line: python -m classifier train|evaluate|predict|recognize|backbones|bench.
+"""Command line: python -m classifier train|evaluate|predict|recognize|backbones|bench|export-backbone.
 
 Progress goes to stderr; results go to stdout as JSON (the last line of `train` and `evaluate` is one
 JSON object). A person's mistake (missing folder, one label only, an unreadable image) gives a message
@@ -203,6 +203,16 @@ def cmd_bench(args) -> dict:
     return extraction_benchmark(paths, backbone=args.backbone, limit=args.limit, eager_limit=args.eager_limit)
 
 
+def cmd_export_backbone(args) -> dict:
+    # Import torch first so the Extractor exports here instead of starting yet another process.
+    import torch  # noqa: F401
+
+    from .features import Extractor
+
+    path = Extractor(args.backbone, device="cpu", onnx_dir=args.onnx_dir).export_here()
+    return {"backbone": args.backbone, "onnx": str(path)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import DEFAULT_BACKBONE
 
@@ -239,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     backbones = sub.add_parser("backbones", help="which backbones are usable on this host")
     backbones.set_defaults(func=cmd_backbones)
+
+    export = sub.add_parser("export-backbone", help="export a pretrained backbone to ONNX (cached)")
+    export.add_argument("backbone")
+    export.add_argument("--onnx-dir", required=True)
+    export.set_defaults(func=cmd_export_backbone)
 
     bench = sub.add_parser("bench", help="extraction throughput: ONNX Runtime vs eager PyTorch, same run")
     bench.add_argument("data_dir")
