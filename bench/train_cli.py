@@ -28,17 +28,15 @@ def _train(root: Path, work: Path, name: str, env: dict, *extra: str) -> tuple[d
         sys.executable, "-m", "classifier", "train", str(root / "train"), "--val", str(root / "val"),
         "--out", str(work / name), "--cache", str(work / "features"), *extra,
     ]  # fmt: skip
+    # GNU time starts the command from its own small process: a child forked from this (large)
+    # Python process would report this process's resident memory as its own peak.
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    stdout = process.stdout.read()
-    # Reaped with wait4 (not Popen.wait) for its usage: the command and the children it waited for
-    # (the one-time ONNX export).
-    _pid, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    out = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *command], cwd=REPO, env=env, capture_output=True, check=True
+    )
     wall = time.perf_counter() - started
-    if process.returncode:
-        raise RuntimeError(f"training failed with exit code {process.returncode}")
-    peak_mb = usage.ru_maxrss / 1024
+    stdout = out.stdout
+    peak_mb = int(out.stderr.decode().strip().splitlines()[-1]) / 1024
     return json.loads(stdout.decode().strip().splitlines()[-1]), wall, peak_mb
 
 
