@@ -47,8 +47,14 @@ def test_it_redelivers_a_training_whose_worker_was_killed(any_broker, start_work
     assert TrainingRun.objects.get(pk=run_id).attempts == 2
     trainers = [e[2] for e in training_events(start_worker.training_log) if e[0] == "start"]
     assert len(trainers) == 2 and trainers[0] == victim and trainers[1] != victim
-    # The killed child's work directory went with the takeover.
-    assert pinhole_temp_dirs(start_worker.tmpdir) == []
+    # The killed child's work directory went with the takeover; the survivor removes its own just after
+    # the run is marked succeeded.
+    wait_for(
+        lambda: pinhole_temp_dirs(start_worker.tmpdir) == [],
+        10,
+        "the runs' temp files to be removed",
+        on_timeout=lambda: str(pinhole_temp_dirs(start_worker.tmpdir)),
+    )
 
 
 @pytest.mark.timeout(240)
