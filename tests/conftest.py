@@ -23,7 +23,12 @@ def _unhashed_static_files(request):
     }
     # PBKDF2 costs half a second per user, and most tests create four.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Rate-limit counters and cached predictions must not leak from one test into the next.
+    from django.core.cache import cache
+
+    cache.clear()
     yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -60,7 +60,13 @@ def test_it_never_trains_twice_when_training_outlasts_the_visibility_timeout(
     log = worker.log(tail=10**6)
     assert log.count("] received") >= 2, "the broker never redelivered"
     assert "NotClaimable" in log, "no duplicate delivery met the running training"
-    assert [e[0] for e in training_events(start_worker.training_log)] == ["start", "end"]
+    # The run is marked succeeded just before the task returns and logs its end: wait for it.
+    wait_for(
+        lambda: [e[0] for e in training_events(start_worker.training_log)] == ["start", "end"],
+        15,
+        "one training to start and end",
+        on_timeout=lambda: str(training_events(start_worker.training_log)),
+    )
     assert TrainingRun.objects.get(pk=run_id).attempts == 1
     assert ModelVersion.objects.filter(project_id=labelled_project).count() == 1
 

@@ -35,13 +35,6 @@ METRICS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def labelled(project, owner, media_root):
     """Two labels with three images each; every image pinned to the test split."""

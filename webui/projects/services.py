@@ -52,6 +52,14 @@ def read_limited(uploaded, limit_bytes: int) -> bytes:
     return data
 
 
+def read_image_upload(uploaded) -> bytes:
+    """An uploaded image's bytes within PINHOLE_MAX_IMAGE_MB; UploadRejected when too large or empty."""
+    data = read_limited(uploaded, int(settings.PINHOLE_MAX_IMAGE_MB * 1024 * 1024))
+    if not data:
+        raise UploadRejected("not an image: the file is empty")
+    return data
+
+
 def _too_large(size: int, limit: int) -> str:
     return f"too large: {size / 1e6:.1f} MB; images can be at most {limit / 1e6:.0f} MB"
 

@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from webui.projects.access import get_project_for_user
-from webui.projects.services import UploadRejected, read_limited
+from webui.projects.services import UploadRejected, read_image_upload
 from webui.serving.models import ShareLink
 from webui.serving.services import BadImage, NoModel, evict, predict, resolve_version
 from webui.training.artifacts import ArtifactBroken
@@ -104,12 +104,9 @@ def _uploaded_bytes(request) -> bytes:
     if uploaded is None:
         raise _Refused("Choose a photo first.")
     try:
-        data = read_limited(uploaded, int(settings.PINHOLE_MAX_IMAGE_MB * 1024 * 1024))
+        return read_image_upload(uploaded)
     except UploadRejected as exc:
         raise _Refused(str(exc)) from None
-    if not data:
-        raise _Refused("That file is empty.")
-    return data
 
 
 def _bad(message: str, status: int = 400) -> JsonResponse:

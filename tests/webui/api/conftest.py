@@ -5,16 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _fresh_throttles():
-    """Throttle history lives in the cache; no test may inherit another's request count."""
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def api_for():
     """An APIClient signed in (by session) as the given user, or anonymous for None."""

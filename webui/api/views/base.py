@@ -8,7 +8,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from webui.api.errors import BadRequest, ErrorSerializer, JsonErrors
-from webui.projects.services import UploadRejected, read_limited
+from webui.projects.services import UploadRejected, read_image_upload
 
 
 class ApiView(JsonErrors, APIView):
@@ -46,9 +46,6 @@ def uploaded_image_bytes(request, field: str = "file") -> bytes:
     if uploaded is None:
         raise BadRequest(f"send the image as multipart/form-data in the {field!r} field")
     try:
-        data = read_limited(uploaded, int(settings.PINHOLE_MAX_IMAGE_MB * 1024 * 1024))
+        return read_image_upload(uploaded)
     except UploadRejected as exc:
         raise BadRequest(str(exc)) from None
-    if not data:
-        raise BadRequest("not an image: the file is empty")
-    return data
