@@ -22,7 +22,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
@@ -269,9 +269,14 @@ class _Heartbeat(threading.Thread):
 
         try:
             while not self.stopped.wait(self.every):
-                TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
+                try:
+                    TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except DatabaseError:
+                    # A busy or briefly unreachable database must not end the heartbeat: the next beat
+                    # tries again, and only a run silent for PINHOLE_HEARTBEAT_STALE_S is taken over.
+                    log.warning("heartbeat of run %s not recorded; retrying", self.run_id, exc_info=True)
         finally:
             connection.close()
 
@@ -456,12 +461,48 @@ def _delete_prefix(prefix: str) -> None:
 # --- promotion ------------------------------------------------------------------------------------
 
 
+def _balanced_accuracy(answers: dict[str, str], truth: dict[str, str]) -> float:
+    """Mean recall over the true labels of `truth` (image key -> label), answers keyed the same way."""
+    hits: Counter = Counter()
+    totals: Counter = Counter()
+    for key, label in truth.items():
+        totals[label] += 1
+        hits[label] += answers.get(key) == label
+    return sum(hits[label] / totals[label] for label in totals) / len(totals)
+
+
+def compare_on_shared_test_images(
+    version: ModelVersion, serving: ModelVersion
+) -> tuple[float, float, int] | None:
+    """Both versions' balanced accuracy on the held-out images that both were scored on.
+
+    The test split is frozen per image (chosen by content hash), but it grows as images are added, so
+    two versions' recorded scores can come from different sets. Each version stores what its held-out
+    model answered for every test image; scoring both on the images they share, against the labels
+    those images have now, compares like with like without running either model again.
+
+    Returns:
+        (new score, serving score, number of shared images), or None when they share no test image.
+    """
+    new_answers = {row["key"]: row["predicted"] for row in version.metrics.get("test_predictions") or []}
+    old_answers = {row["key"]: row["predicted"] for row in serving.metrics.get("test_predictions") or []}
+    shared = new_answers.keys() & old_answers.keys()
+    truth = dict(
+        Image.objects.filter(
+            project_id=version.project_id, sha256__in=shared, label__isnull=False
+        ).values_list("sha256", "label__name")
+    )
+    if not truth:
+        return None
+    return _balanced_accuracy(new_answers, truth), _balanced_accuracy(old_answers, truth), len(truth)
+
+
 def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
     """Serve a new version when nothing serves, or when it scores at least as well as the serving one.
 
-    Each version's score comes from a model trained without the project's frozen test split (images
-    chosen by content hash, so the split only grows as images are added) and measured on it; the
-    served model then learns from every image.
+    Both are scored on the same held-out images (`compare_on_shared_test_images`); versions without
+    shared test images fall back to the balanced accuracy each recorded. A tie goes to the new version:
+    its served model learned from at least as many labelled images.
     """
     project = Project.objects.get(pk=version.project_id)
     serving = project.serving_version
@@ -473,14 +514,19 @@ def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
     elif set(serving.labels) != set(version.labels):
         promote, reason = True, "the labels changed, so the serving version cannot answer this question"
     else:
-        new = version.metrics.get("balanced_accuracy")
-        old = serving.metrics.get("balanced_accuracy")
+        compared = compare_on_shared_test_images(version, serving)
+        if compared is not None:
+            new, old, n = compared
+            where = f"on the {n} test image{'s' if n != 1 else ''} both were scored on"
+        else:
+            new, old = version.metrics.get("balanced_accuracy"), serving.metrics.get("balanced_accuracy")
+            where = "on their own test images"
         if new is None or old is None:
             reason = "no test score to compare; promote it by hand"
         elif new >= old:
-            promote, reason = True, f"balanced accuracy {new:.3f} vs {old:.3f} for v{serving.number}"
+            promote, reason = True, f"balanced accuracy {new:.3f} vs {old:.3f} for v{serving.number} {where}"
         else:
-            reason = f"v{serving.number} scored better on the test images ({old:.3f} vs {new:.3f})"
+            reason = f"v{serving.number} scored better {where} ({old:.3f} vs {new:.3f})"
     if promote:
         version.promote(action="auto-promote")
     metrics = dict(version.metrics, promotion={"promoted": promote, "reason": reason})

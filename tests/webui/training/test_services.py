@@ -188,3 +188,79 @@ def test_it_requeues_runs_whose_message_was_lost(project, monkeypatch):
     TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED)
     assert sorted(services.recover_stale_runs()) == sorted([lost.pk, dead.pk])
     assert sorted(sent) == sorted([lost.pk, dead.pk])
+
+
+@pytest.mark.slow
+def test_it_stops_a_running_training_cleanly_when_a_person_cancels(
+    project, owner, add_images, django_capture_on_commit_callbacks, monkeypatch
+):
+    import tempfile
+    from pathlib import Path
+
+    add_images("red", RED, 4)
+    add_images("blue", BLUE, 4)
+    with django_capture_on_commit_callbacks():
+        run = services.start_training(project, owner, {"strategy": "linear"})
+    report = services._Progress.__call__
+    seen = []
+
+    def press_cancel_during_extraction(self, fraction, message):
+        # A person presses Cancel while the worker extracts: the real service marks the row, and the
+        # worker must notice at its next progress report.
+        if message.startswith("extracting") and not seen:
+            seen.append(message)
+            services.cancel(TrainingRun.objects.get(pk=self.run.pk))
+        return report(self, fraction, message)
+
+    monkeypatch.setattr(services._Progress, "__call__", press_cancel_during_extraction)
+    services.run_training(run.pk)
+    run.refresh_from_db()
+    assert seen, "the worker never reported extraction progress"
+    assert (run.status, run.message) == (RunStatus.CANCELLED, "cancelled")
+    assert not ModelVersion.objects.filter(project=project).exists()
+    assert not list(Path(tempfile.gettempdir()).glob(f"pinhole-run{run.pk}-*"))
+    assert project.images.filter(label__isnull=False).count() == 8  # nothing a person made is lost
+
+
+def _answers(keys, wrong=()):
+    return [{"key": k, "predicted": "blue" if k in wrong else "red", "confidence": 0.9} for k in keys]
+
+
+def test_it_compares_versions_on_the_test_images_both_were_scored_on(project, add_images, make_version):
+    add_images("red", RED, 6)
+    reds = list(project.images.values_list("sha256", flat=True))
+    old_set, new_images = reds[:4], reds[4:]
+    # v1 was scored on four images and missed one of them.
+    v1 = _set(
+        make_version(project, 1),
+        balanced_accuracy=0.75,
+        test_predictions=_answers(old_set, wrong=old_set[:1]),
+    )
+    v1.promote()
+    # v2 was scored on those four plus two newer, harder images: its own score is lower (4/6), but on the
+    # images both saw it is right every time, so it is the better model.
+    v2 = _set(
+        make_version(project, 2),
+        balanced_accuracy=4 / 6,
+        test_predictions=_answers(old_set + new_images, wrong=new_images),
+    )
+    promoted, reason = services.promote_if_better(v2)
+    assert promoted, reason
+    assert reason == "balanced accuracy 1.000 vs 0.750 for v1 on the 4 test images both were scored on"
+    # v3 recorded a higher score than v2, but on the same six images it is right three times to v2's four.
+    v3 = _set(
+        make_version(project, 3), balanced_accuracy=0.8, test_predictions=_answers(reds, wrong=old_set[:3])
+    )
+    promoted, reason = services.promote_if_better(v3)
+    assert (promoted, reason) == (
+        False,
+        "v2 scored better on the 6 test images both were scored on (0.667 vs 0.500)",
+    )
+    project.refresh_from_db()
+    assert project.serving_version == v2
+
+
+def test_it_falls_back_to_recorded_scores_without_shared_test_images(project, make_version):
+    _set(make_version(project, 1), balanced_accuracy=0.9).promote()
+    promoted, reason = services.promote_if_better(_set(make_version(project, 2), balanced_accuracy=0.85))
+    assert not promoted and reason == "v1 scored better on their own test images (0.900 vs 0.850)"
