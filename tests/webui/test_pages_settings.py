@@ -51,8 +51,10 @@ def test_it_lets_only_the_owner_share_and_unshare(client_for, project, owner, ed
     page = client_for(owner).post(add, {"username": "ghost", "role": "viewer"}, follow=True)
     assert b"there is no user called" in page.content
     remove = reverse("projects:member-remove", args=[project.pk, membership.pk])
-    client_for(owner).post(remove)
+    page = client_for(owner).post(remove, follow=True)
     assert not Membership.objects.filter(pk=membership.pk).exists()
+    assert b"nina was removed from the project." in page.content
+    assert client_for(owner).post(remove).status_code == 404  # gone: no false "removed"
 
 
 def test_it_hides_settings_from_strangers(client_for, project, stranger):
@@ -64,3 +66,85 @@ def test_it_answers_missing_pages_with_the_sites_own_page(client_for, owner, set
     response = client_for(owner).get("/projects/999999/")
     assert response.status_code == 404 and b"Nothing here" in response.content
     assert Client().get("/api/v1/nothing-here/").json() == {"detail": "Not found."}
+
+
+def _memberships(project):
+    return sorted(project.memberships.values_list("user__username", "role"))
+
+
+@pytest.mark.parametrize("who", ["editor", "viewer"])
+def test_it_keeps_sharing_to_the_owner(request, client_for, project, make_user, who):
+    """Editors and viewers can neither add, re-role (themselves included) nor remove members."""
+    make_user("nina")
+    before = _memberships(project)
+    c = client_for(request.getfixturevalue(who))
+    add = reverse("projects:member-add", args=[project.pk])
+    for body in ({"username": "nina", "role": "editor"}, {"username": "vera", "role": "editor"}):
+        assert c.post(add, body).status_code == 403, body
+    for membership in project.memberships.all():
+        remove = reverse("projects:member-remove", args=[project.pk, membership.pk])
+        assert c.post(remove).status_code == 403
+    assert _memberships(project) == before
+
+
+def test_it_hides_settings_and_members_from_strangers(client_for, project, stranger, make_user):
+    make_user("nina")
+    before = _memberships(project)
+    c = client_for(stranger)
+    membership = project.memberships.first()
+    assert c.post(reverse("projects:settings", args=[project.pk]), {"name": "mine"}).status_code == 404
+    add = reverse("projects:member-add", args=[project.pk])
+    assert c.post(add, {"username": "sam", "role": "editor"}).status_code == 404
+    remove = reverse("projects:member-remove", args=[project.pk, membership.pk])
+    assert c.post(remove).status_code == 404
+    project.refresh_from_db()
+    assert project.name == "Hive survey" and _memberships(project) == before
+
+
+def test_it_removes_only_members_of_the_project_in_the_address(client_for, project, stranger):
+    """An owner of another project cannot remove this project's members through their own project."""
+    from webui.projects.models import Project
+
+    theirs = Project.objects.create(name="Theirs", owner=stranger)
+    before = _memberships(project)
+    for membership in project.memberships.all():
+        response = client_for(stranger).post(
+            reverse("projects:member-remove", args=[theirs.pk, membership.pk])
+        )
+        assert response.status_code == 404
+    assert _memberships(project) == before
+
+
+def test_it_never_makes_a_member_an_owner(client_for, project, owner, editor):
+    add = reverse("projects:member-add", args=[project.pk])
+    client_for(owner).post(add, {"username": "eddie", "role": "owner"})
+    client_for(owner).post(add, {"username": "olive", "role": "viewer"})
+    project.refresh_from_db()
+    assert project.owner == owner
+    assert _memberships(project) == [("eddie", "editor"), ("vera", "viewer")]
+
+
+def test_it_requires_csrf_tokens_for_settings_and_members(project, owner, make_user):
+    make_user("nina")
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(owner)
+    url = reverse("projects:settings", args=[project.pk])
+    details = {"name": "Forged", "description": "", "backbone": "efficientnet_lite0"}
+    membership = project.memberships.first()
+    before = _memberships(project)
+    assert c.post(url, details).status_code == 403
+    add = reverse("projects:member-add", args=[project.pk])
+    assert c.post(add, {"username": "nina", "role": "editor"}).status_code == 403
+    assert c.post(reverse("projects:member-remove", args=[project.pk, membership.pk])).status_code == 403
+    project.refresh_from_db()
+    assert project.name == "Hive survey" and _memberships(project) == before
+
+    # The same requests with the page's token go through: the 403s above were the CSRF check.
+    c.get(url)
+    token = c.cookies["csrftoken"].value
+    assert c.post(url, {**details, "csrfmiddlewaretoken": token}).status_code == 302
+    assert (
+        c.post(add, {"username": "nina", "role": "editor", "csrfmiddlewaretoken": token}).status_code == 302
+    )
+    project.refresh_from_db()
+    assert project.name == "Forged" and ("nina", "editor") in _memberships(project)

@@ -63,3 +63,22 @@ def test_it_accepts_nothing_below_the_threshold(trained):
     project, _unlabeled = trained
     done = accept_suggestions(project, project.serving_version, 1.01)
     assert done.labelled == 0 and project.images.filter(label__isnull=True).count() == 3
+
+
+def test_it_lists_the_models_guesses_surest_first(client_for, trained, viewer):
+    project, unlabeled = trained
+    page = client_for(viewer).get(reverse("projects:label", args=[project.pk]), {"show": "suggested"})
+    tiles = page.context["tiles"]
+    assert {t.pk for t in tiles} == {i.pk for i in unlabeled}  # unlabeled only, every guess known here
+    confidences = [t.suggestion["probability"] for t in tiles]
+    assert confidences == sorted(confidences, reverse=True)
+    assert "surest first" in page.content.decode()
+
+
+def test_it_explains_that_guesses_need_a_model(client_for, project, viewer, editor):
+    from webui.projects.services import ingest_image
+
+    ingest_image(project, editor, photo(png(RED, 1), "a.png"))
+    page = client_for(viewer).get(reverse("projects:label", args=[project.pk]), {"show": "suggested"})
+    assert page.status_code == 200 and not page.context["tiles"]
+    assert "Train a model first" in page.content.decode()

@@ -551,5 +551,14 @@ def add_member(project: Project, username: str, role: str) -> Membership:
     return membership
 
 
-def remove_member(project: Project, membership_id: int) -> None:
-    Membership.objects.filter(project=project, pk=membership_id).delete()
+def remove_member(project: Project, membership_id: int) -> str | None:
+    """Remove one membership of this project.
+
+    Returns:
+        The removed member's user name, or None when the project has no such membership.
+    """
+    membership = Membership.objects.filter(project=project, pk=membership_id).select_related("user").first()
+    if membership is None:
+        return None
+    membership.delete()
+    return membership.user.get_username()

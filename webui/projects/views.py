@@ -14,7 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery
-from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -159,8 +159,10 @@ def member_add(request, project_id):
 @require_POST
 def member_remove(request, project_id, membership_id):
     project = get_project_for_user(request.user, project_id, owner_only=True)
-    services.remove_member(project, membership_id)
-    messages.success(request, "Removed from the project.")
+    name = services.remove_member(project, membership_id)
+    if name is None:
+        raise Http404("No such member of this project.")
+    messages.success(request, f"{name} was removed from the project.")
     return redirect("projects:settings", project.pk)
 
 
@@ -236,8 +238,18 @@ def label(request, project_id):
     version = project.serving_version
     mislabeled = _mislabeled(project)
     current_label = None
-    if show == "unlabeled" or show == "suggested":
+    suggested: dict[int, dict] = {}
+    if show == "unlabeled":
         images = images.filter(label__isnull=True)
+    elif show == "suggested":
+        # The model's guesses for the most recent unlabeled images, surest first: the ones to check and
+        # accept quickly. Guesses are cached per version and image, so only new images cost a prediction.
+        unlabeled = list(images.filter(label__isnull=True)[:ACCEPT_LIMIT]) if version else []
+        suggested = services.suggestions(version, unlabeled) if version else {}
+        suggested = {pk: s for pk, s in suggested.items() if not s["unknown"]}
+        images = sorted(
+            (i for i in unlabeled if i.pk in suggested), key=lambda i: -suggested[i.pk]["probability"]
+        )
     elif show == "mislabeled":
         order = {key: index for index, key in enumerate(mislabeled)}
         images = sorted(images.filter(sha256__in=list(mislabeled)), key=lambda i: order[i.sha256])
@@ -249,8 +261,7 @@ def label(request, project_id):
     page = Paginator(images, PAGE_SIZE).get_page(request.GET.get("page"))
     tiles = list(page.object_list)
 
-    suggested: dict[int, dict] = {}
-    if version is not None:
+    if version is not None and show != "suggested":
         if show == "mislabeled":
             suggested = {
                 i.pk: {
