@@ -195,6 +195,25 @@ def test_flow1_upload_label_train(live_app, new_context, users, shot, hymenopter
     expect(page.locator("#image-count")).to_have_text(str(2 * PER_LABEL))
     shot(page, "06-uploaded")
 
+    # The same ant photo again under another name, and a file that only pretends to be a photo: one is
+    # reported as a duplicate, the other refused with its reason, each on the right file (one name ends
+    # with the other, which fooled the page when it matched refusals by name).
+    page.set_input_files(
+        "#pick-files",
+        [
+            {"name": "ax.jpg", "mimeType": "image/jpeg", "buffer": ants[0].read_bytes()},
+            {"name": "x.jpg", "mimeType": "image/jpeg", "buffer": b"this is not a photo\n" * 20},
+        ],
+    )
+    expect(page.locator("#done-text")).to_have_text(
+        f"{2 * PER_LABEL} added, 1 already in the project (not stored twice), 1 refused.", timeout=60_000
+    )
+    expect(page.locator("#refused-list li")).to_have_count(1)
+    expect(page.locator("#refused-list li .name")).to_have_text("x.jpg")
+    expect(page.locator("#refused-list li .why")).to_contain_text("not an image")
+    expect(page.locator("#image-count")).to_have_text(str(2 * PER_LABEL))
+    shot(page, "06b-refused-and-duplicate")
+
     # Label: the upload page's button leads to the unlabeled pictures.
     page.locator("#go-label").click()
     expect(page.locator("#grid .tile")).to_have_count(2 * PER_LABEL)

@@ -170,6 +170,7 @@ class UploadSerializer(serializers.Serializer):
 
 
 class RejectedSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="position of the file in the request's `files`")
     name = serializers.CharField()
     error = serializers.CharField()
 

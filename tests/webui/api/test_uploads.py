@@ -67,8 +67,15 @@ def test_it_rejects_garbage_bytes_with_a_readable_reason(
     assert response.status_code == 201
     body = response.json()
     assert len(body["images"]) == 1
-    assert body["rejected"][0]["name"] == "photo.jpg"
+    assert (body["rejected"][0]["index"], body["rejected"][0]["name"]) == (0, "photo.jpg")
     assert "not an image" in body["rejected"][0]["error"]
+
+
+def test_it_says_which_file_it_refused_by_position(api_for, project, editor, media_root, image_bytes, upload):
+    # Names cannot tell files apart (two cameras both write IMG_0001.JPG); positions can.
+    files = [upload("IMG_0001.JPG", image_bytes()), upload("IMG_0001.JPG", b"not a picture" * 10)]
+    body = api_for(editor).post(_url(project), {"files": files}, format="multipart").json()
+    assert [(r["index"], r["name"]) for r in body["rejected"]] == [(1, "IMG_0001.JPG")]
 
 
 def test_it_answers_400_when_every_file_is_rejected(api_for, project, editor, media_root, upload):

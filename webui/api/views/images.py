@@ -95,11 +95,13 @@ class ImageList(JsonErrors, generics.ListAPIView):
                 raise BadRequest(f"label: {exc}") from None
 
         images, rejected, created = [], [], 0
-        for uploaded in files:
+        for index, uploaded in enumerate(files):
             try:
                 result = ingest_image(project, request.user, uploaded, label=label)
             except UploadRejected as exc:
-                rejected.append({"name": escaped_name(uploaded.name or ""), "error": str(exc)})
+                rejected.append(
+                    {"index": index, "name": escaped_name(uploaded.name or ""), "error": str(exc)}
+                )
                 continue
             result.image.duplicate = not result.created
             created += result.created

@@ -150,8 +150,15 @@
     batch.forEach(row);
     let shown = 0;
     const onProgress = (fraction) => {
-      batch.forEach((entry) => { entry.bar.style.width = Math.round(fraction * 100) + "%"; });
       const now = fraction * bytes;
+      // A request sends its files in order: each file's bar fills while its own bytes go out.
+      let offset = 0;
+      batch.forEach((entry) => {
+        const size = entry.file.size;
+        const done = size ? Math.min(1, Math.max(0, (now - offset) / size)) : 1;
+        entry.bar.style.width = Math.round(done * 100) + "%";
+        offset += size;
+      });
       state.sentBytes += now - shown;
       shown = now;
       redraw();
@@ -173,13 +180,12 @@
       return;
     }
     const images = body.images || [];
-    const rejected = (body.rejected || []).slice();
+    // The server names each refused file by its position in the request (names can repeat).
+    const refusedAt = new Map((body.rejected || []).map((r) => [r.index, r.error]));
     let i = 0;
     batch.forEach((entry, index) => {
-      const remaining = batch.length - index;
-      const isRejected = rejected.length && (rejected.length === remaining || entry.file.name.endsWith(rejected[0].name) || rejected[0].name.endsWith(entry.file.name));
-      if (isRejected) {
-        refuse(entry, rejected.shift().error);
+      if (refusedAt.has(index)) {
+        refuse(entry, refusedAt.get(index));
         return;
       }
       const image = images[i++];
