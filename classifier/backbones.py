@@ -35,11 +35,26 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def downloads_allowed() -> bool:
-    """Returns: whether PINHOLE_ALLOW_DOWNLOADS permits fetching weights (default: no, hosts may be offline)."""
-    return os.environ.get("PINHOLE_ALLOW_DOWNLOADS", "").strip().lower() in _TRUE
+    """Returns: whether PINHOLE_ALLOW_DOWNLOADS permits fetching weights (default: no, hosts may be offline).
+
+    Raises:
+        BackboneUnavailable: the variable is set to something that is not a boolean; a typo
+            ("ture") must not quietly mean "no".
+    """
+    raw = os.environ.get("PINHOLE_ALLOW_DOWNLOADS", "")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE or not value:
+        return False
+    raise BackboneUnavailable(
+        f"PINHOLE_ALLOW_DOWNLOADS={raw.strip()!r} is not a boolean; "
+        "use one of true/false, yes/no, on/off, 1/0"
+    )
 
 
 def torch_hub_dir() -> Path:

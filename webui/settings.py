@@ -8,9 +8,12 @@ PostgreSQL, Redis and S3. Every variable is documented in docker/.env.example.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
+# The registry is data: importing it pulls in no torch (a test keeps the web process torch-free).
+from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from webui.lib.env import (
     ConfigError,
     broker_url,
@@ -115,8 +118,10 @@ USE_TZ = True
 
 # --- files ----------------------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request while it is missing
+# Container images collect static files at build time into a path of their own (PINHOLE_STATIC_ROOT),
+# so nothing of the image lives in the /data volume.
+STATIC_ROOT = env_path("PINHOLE_STATIC_ROOT", DATA_DIR / "static")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request while it is missing
 STATICFILES_DIRS = [BASE_DIR / "webui" / "static"]
 # A page rendered before `collectstatic` (tests, a first runserver) falls back to unhashed names.
 WHITENOISE_MANIFEST_STRICT = False
@@ -165,11 +170,33 @@ CACHES = {
 }
 
 # --- ML -------------------------------------------------------------------------------------------
-PINHOLE_DEFAULT_BACKBONE = env_str("PINHOLE_DEFAULT_BACKBONE", "efficientnet_lite0")
+PINHOLE_DEFAULT_BACKBONE = env_str("PINHOLE_DEFAULT_BACKBONE", DEFAULT_BACKBONE)
+if PINHOLE_DEFAULT_BACKBONE not in BACKBONES:
+    raise ConfigError(
+        f"PINHOLE_DEFAULT_BACKBONE={PINHOLE_DEFAULT_BACKBONE!r} is not a known backbone; "
+        f"use one of {', '.join(BACKBONES)}"
+    )
+# classifier.backbones reads this itself (the ML core has no settings); checked here as well so a typo
+# stops the web process and the workers at start-up, not the first training that needs weights.
+PINHOLE_ALLOW_DOWNLOADS = env_bool("PINHOLE_ALLOW_DOWNLOADS", False)
 PINHOLE_MODEL_CACHE = env_path("PINHOLE_MODEL_CACHE", DATA_DIR / "cache")
 PINHOLE_PREDICTOR_CACHE_SIZE = env_int("PINHOLE_PREDICTOR_CACHE_SIZE", 4, minimum=1)
+
+
+def _drf_rate(name: str, default: str) -> str:
+    # DRF parses a rate only when a throttled request arrives, and then fails with a bare
+    # ValueError or KeyError; accept only spellings it understands: a count, "/", a period.
+    rate = env_str(name, default)
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)", rate):
+        raise ConfigError(
+            f"{name}={rate!r} is not a rate; use a number of requests per period, "
+            'e.g. "20/s", "100/minute", "1000/hour" or "10000/day"'
+        )
+    return rate
+
+
 # Model-running API calls per user (per IP when anonymous), as DRF rates: "20/s", "600/min".
-PINHOLE_API_PREDICT_RATE = env_str("PINHOLE_API_PREDICT_RATE", "20/s")
+PINHOLE_API_PREDICT_RATE = _drf_rate("PINHOLE_API_PREDICT_RATE", "20/s")
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = broker_url(env_str("CELERY_BROKER_URL"), DATA_DIR)

@@ -1,4 +1,4 @@
-"""The admin manages model versions with the same rules as the site: promote, roll back, delete, revoke."""
+"""The admin uses the same model methods and services as the site: promote, roll back, delete, revoke."""
 
 import pytest
 from django.core.files.base import ContentFile
@@ -88,3 +88,229 @@ def test_it_keeps_admin_actions_from_non_staff(client_for, owner, project, make_
     assert response.redirect_chain and "/admin/login/" in response.redirect_chain[-1][0]
     project.refresh_from_db()
     assert project.serving_version is None
+
+
+# --- the admin goes through the site's model methods and services ---------------------------------
+
+
+@pytest.fixture
+def stored_image(project, media_root, editor, image_bytes, upload):
+    from webui.projects.services import get_or_create_label, ingest_image
+
+    label = get_or_create_label(project, "ants")
+    return ingest_image(project, editor, upload("a.png", image_bytes()), label=label).image
+
+
+def _cached(version) -> bool:
+    from webui.serving import services
+
+    return any(key[0] == version.pk for key in services._cache)
+
+
+def _load(version) -> None:
+    from webui.serving import services
+
+    # A stand-in for a loaded Predictor: eviction only looks at the key.
+    services._cache[(version.pk, version.artifact)] = object()
+
+
+def _project_form(project, **changes) -> dict:
+    data = {"name": project.name, "description": "", "owner": project.owner_id}
+    data.update({"task_type": project.task_type, "backbone": project.backbone, "auto_promote": "on"})
+    for prefix in ("memberships", "labels"):
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    data.update(changes)
+    return data
+
+
+def test_it_keeps_the_serving_version_out_of_the_project_form(admin_client, project, make_version):
+    v1 = make_version(project, 1)
+    url = reverse("admin:projects_project_change", args=[project.pk])
+    page = admin_client.get(url)
+    assert "serving_version" not in page.context["adminform"].form.fields
+    response = admin_client.post(url, _project_form(project, name="Renamed", serving_version=v1.pk))
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert project.name == "Renamed"
+    assert project.serving_version is None  # promotion happens only through ModelVersion.promote()
+    assert not ServingEvent.objects.filter(project=project).exists()
+
+
+def test_it_deletes_a_serving_project_and_its_files(
+    admin_client, project, make_version, stored_image, django_capture_on_commit_callbacks
+):
+    from webui.projects.models import Project
+
+    v1 = make_version(project, 1)
+    v1.promote()
+    _load(v1)
+    files = [stored_image.file.name, *v1.artifact_files()]
+    assert all(default_storage.exists(name) for name in files)
+    url = reverse("admin:projects_project_delete", args=[project.pk])
+    page = admin_client.get(url)
+    assert not page.context["protected"]  # its own serving version does not block the delete
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not Project.objects.filter(pk=project.pk).exists()
+    assert not any(default_storage.exists(name) for name in files)
+    assert not _cached(v1)
+
+
+def test_it_bulk_deletes_projects_through_the_service(
+    admin_client, project, owner, make_version, stored_image, django_capture_on_commit_callbacks
+):
+    from webui.projects.models import Project
+
+    other = Project.objects.create(name="Wasps", owner=owner)
+    make_version(other, 1).promote()
+    make_version(project, 1).promote()
+    files = [
+        stored_image.file.name,
+        *(v.artifact_files()[0] for v in (other.versions.get(), project.versions.get())),
+    ]
+    url = reverse("admin:projects_project_changelist")
+    ids = [str(project.pk), str(other.pk)]
+    confirm = admin_client.post(url, {"action": "delete_selected", "_selected_action": ids})
+    assert not confirm.context["protected"]
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, {"action": "delete_selected", "_selected_action": ids, "post": "yes"})
+    assert not Project.objects.exists()
+    assert not any(default_storage.exists(name) for name in files)
+
+
+def test_it_deletes_images_and_their_files(admin_client, stored_image, django_capture_on_commit_callbacks):
+    from webui.projects.models import Image
+
+    name = stored_image.file.name
+    url = reverse("admin:projects_image_delete", args=[stored_image.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, {"post": "yes"})
+    assert not Image.objects.filter(pk=stored_image.pk).exists()
+    assert not default_storage.exists(name)
+
+
+def test_it_bulk_deletes_images_and_their_files(
+    admin_client, project, editor, stored_image, image_bytes, upload, django_capture_on_commit_callbacks
+):
+    from webui.projects.models import Image
+    from webui.projects.services import ingest_image
+
+    second = ingest_image(project, editor, upload("b.png", image_bytes(seed=1))).image
+    names = [stored_image.file.name, second.file.name]
+    url = reverse("admin:projects_image_changelist")
+    ids = [str(stored_image.pk), str(second.pk)]
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, {"action": "delete_selected", "_selected_action": ids, "post": "yes"})
+    assert not Image.objects.exists()
+    assert not any(default_storage.exists(name) for name in names)
+
+
+def test_it_relabels_an_image_only_within_its_project(admin_client, project, owner, stored_image):
+    from webui.projects.models import Project
+    from webui.projects.services import get_or_create_label
+
+    bees = get_or_create_label(project, "bees")
+    other = Project.objects.create(name="Wasps", owner=owner)
+    foreign = get_or_create_label(other, "wasps")
+    url = reverse("admin:projects_image_change", args=[stored_image.pk])
+    form = admin_client.get(url).context["adminform"].form
+    assert "project" not in form.fields
+    assert set(form.fields["label"].queryset) == {stored_image.label, bees}
+
+    refused = admin_client.post(url, {"original_name": "a.png", "label": foreign.pk, "split": "auto"})
+    assert refused.status_code == 200 and refused.context["adminform"].form.errors
+    stored_image.refresh_from_db()
+    assert stored_image.label.name == "ants"
+
+    moved = admin_client.post(
+        url, {"original_name": "a.png", "label": bees.pk, "split": "auto", "project": other.pk}
+    )
+    assert moved.status_code == 302
+    stored_image.refresh_from_db()
+    assert (stored_image.label, stored_image.project) == (bees, project)
+    assert stored_image.labeled_at is not None
+
+
+def test_it_keeps_a_label_in_its_project(admin_client, project, owner):
+    from webui.projects.models import Project
+    from webui.projects.services import get_or_create_label
+
+    label = get_or_create_label(project, "ants")
+    other = Project.objects.create(name="Wasps", owner=owner)
+    url = reverse("admin:projects_label_change", args=[label.pk])
+    admin_client.post(url, {"name": "ants", "colour": label.colour, "order": 0, "project": other.pk})
+    label.refresh_from_db()
+    assert label.project == project
+
+
+def test_it_evicts_a_deleted_version(admin_client, project, make_version, django_capture_on_commit_callbacks):
+    v1, v2 = make_version(project, 1), make_version(project, 2)
+    v1.promote()
+    _load(v2)
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("admin:training_modelversion_delete", args=[v2.pk]), {"post": "yes"})
+    assert not ModelVersion.objects.filter(pk=v2.pk).exists()
+    assert not _cached(v2)
+
+    v3 = make_version(project, 3)
+    _load(v3)
+    _act(admin_client, "training_modelversion", "delete_unserving", [v3.pk])
+    assert not _cached(v3)
+
+
+def test_it_revokes_a_link_as_the_site_does(admin_client, project, owner, make_version):
+    v1 = make_version(project, 1)
+    v1.promote()
+    project.refresh_from_db()
+    link, _token = ShareLink.create_for(project, owner)
+    _load(v1)
+    _act(admin_client, "serving_sharelink", "revoke", [link.pk])
+    link.refresh_from_db()
+    assert not link.enabled and link.revoked_at
+    assert not _cached(v1)
+
+
+def test_it_cannot_switch_a_revoked_link_back_on(admin_client, project, owner, make_version):
+    v1 = make_version(project, 1)
+    link, token = ShareLink.create_for(project, owner)
+    link.revoke()
+    url = reverse("admin:serving_sharelink_change", args=[link.pk])
+    form = admin_client.get(url).context["adminform"].form
+    assert "enabled" not in form.fields and "version" not in form.fields
+    admin_client.post(url, {"enabled": "on", "version": v1.pk, "expires_at_0": "", "expires_at_1": ""})
+    link.refresh_from_db()
+    assert (link.enabled, link.version) == (False, None)
+    assert ShareLink.lookup(token) is None
+
+
+def test_it_shows_serving_events_read_only(admin_client, project, make_version):
+    v1 = make_version(project, 1)
+    v1.promote()
+    event = ServingEvent.objects.get(project=project)
+    changelist = admin_client.get(reverse("admin:training_servingevent_changelist"))
+    assert changelist.status_code == 200
+    assert changelist.context["action_form"] is None  # no bulk delete
+    _act(admin_client, "training_servingevent", "delete_selected", [event.pk])
+    assert admin_client.get(reverse("admin:training_servingevent_add")).status_code == 403
+    change = reverse("admin:training_servingevent_change", args=[event.pk])
+    assert admin_client.get(change).status_code == 200
+    assert admin_client.post(change, {"action": "rollback"}).status_code == 403
+    delete = reverse("admin:training_servingevent_delete", args=[event.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    event.refresh_from_db()
+    assert event.action == "promote"
+
+
+def test_it_shows_batch_predictions_read_only(admin_client, project, make_version):
+    from webui.serving.models import BatchPrediction
+
+    batch = BatchPrediction.objects.create(
+        project=project, version=make_version(project, 1), results=[{}] * 3
+    )
+    assert admin_client.get(reverse("admin:serving_batchprediction_changelist")).status_code == 200
+    change = reverse("admin:serving_batchprediction_change", args=[batch.pk])
+    page = admin_client.get(change)
+    assert page.status_code == 200 and not page.context["adminform"].form.fields
+    assert admin_client.post(change, {"status": "succeeded"}).status_code == 403
+    assert admin_client.get(reverse("admin:serving_batchprediction_add")).status_code == 403

@@ -164,3 +164,114 @@ def test_it_refuses_a_soft_time_limit_that_is_not_below_the_hard_one(tmp_path):
     )
     assert out.returncode != 0
     assert "PINHOLE_TASK_SOFT_TIME_LIMIT (600) must be below PINHOLE_TASK_TIME_LIMIT (600)" in out.stderr
+
+
+def _import_settings(tmp_path, **env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PINHOLE_", "DJANGO_"))}
+    clean.update({"PINHOLE_DATA_DIR": str(tmp_path / "data"), **env})
+    return subprocess.run(
+        [sys.executable, "-c", "import webui.settings as s; print(s.STATIC_ROOT)"],
+        cwd=REPO,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "PINHOLE_API_PREDICT_RATE",
+            "20 per second",
+            "PINHOLE_API_PREDICT_RATE='20 per second' is not a rate",
+        ),
+        ("PINHOLE_API_PREDICT_RATE", "20/fortnight", "PINHOLE_API_PREDICT_RATE='20/fortnight' is not a rate"),
+        ("PINHOLE_API_PREDICT_RATE", "0/s", "PINHOLE_API_PREDICT_RATE='0/s' is not a rate"),
+        ("PINHOLE_DEFAULT_BACKBONE", "vgg16", "PINHOLE_DEFAULT_BACKBONE='vgg16' is not a known backbone"),
+        ("PINHOLE_ALLOW_DOWNLOADS", "ture", "PINHOLE_ALLOW_DOWNLOADS='ture' is not a boolean"),
+    ],
+)
+def test_it_stops_at_import_on_a_bad_ml_or_api_value(tmp_path, variable, value, message):
+    out = _import_settings(tmp_path, **{variable: value})
+    assert out.returncode != 0
+    assert message in out.stderr
+
+
+def test_it_accepts_the_rates_drf_understands(monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    from webui import settings as module
+
+    for rate in ("20/s", "100/minute", "600/min", "1000/hour", "10000/day", "5/seconds"):
+        monkeypatch.setenv("PINHOLE_TEST_RATE", rate)
+        assert module._drf_rate("PINHOLE_TEST_RATE", "1/s") == rate
+        throttle = type("Throttle", (SimpleRateThrottle,), {"rate": rate})()
+        assert throttle.num_requests >= 1 and throttle.duration >= 1
+
+
+def test_it_names_every_known_backbone_when_the_default_is_unknown(tmp_path):
+    from classifier.backbones import BACKBONES
+
+    out = _import_settings(tmp_path, PINHOLE_DEFAULT_BACKBONE="resnet-50")
+    assert all(name in out.stderr for name in BACKBONES)
+
+
+def test_it_reads_allow_downloads_strictly_in_the_ml_core(monkeypatch):
+    from classifier.backbones import downloads_allowed
+    from classifier.errors import BackboneUnavailable
+
+    for value, expected in (
+        ("", False),
+        ("TRUE", True),
+        (" yes ", True),
+        ("1", True),
+        ("no", False),
+        ("0", False),
+    ):
+        monkeypatch.setenv("PINHOLE_ALLOW_DOWNLOADS", value)
+        assert downloads_allowed() is expected
+    monkeypatch.delenv("PINHOLE_ALLOW_DOWNLOADS")
+    assert downloads_allowed() is False
+    monkeypatch.setenv("PINHOLE_ALLOW_DOWNLOADS", "ture")
+    with pytest.raises(BackboneUnavailable, match="PINHOLE_ALLOW_DOWNLOADS='ture' is not a boolean"):
+        downloads_allowed()
+
+
+def test_it_imports_settings_without_torch(tmp_path):
+    code = "import sys, webui.settings; assert 'torch' not in sys.modules, 'torch was imported'"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=dict(os.environ, PINHOLE_DATA_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_it_keeps_static_files_where_pinhole_static_root_says(tmp_path):
+    default = _import_settings(tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.strip() == str((tmp_path / "data" / "static").resolve())
+
+    # The image build: a throwaway key and data directory, static files outside the /data volume.
+    out = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"],
+        cwd=REPO,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PINHOLE_", "DJANGO_"))},
+            "DJANGO_SECRET_KEY": "build-only-not-a-secret",
+            "PINHOLE_DATA_DIR": str(tmp_path / "build"),
+            "PINHOLE_STATIC_ROOT": str(tmp_path / "static"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "static" / "staticfiles.json").is_file()
+    assert not (tmp_path / "build" / "secret_key").exists()
+    assert not (tmp_path / "build" / "static").exists()

@@ -1,6 +1,12 @@
+"""Site-wide project management: deletes and relabels go through the same services as the site."""
+
+from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import NestedObjects
+from django.db import router
 from django.db.models import Count
 
+from webui.projects import services
 from webui.projects.models import Image, Label, Membership, Project
 
 
@@ -22,8 +28,9 @@ class ProjectAdmin(admin.ModelAdmin):
     list_filter = ["backbone", "auto_promote", "created"]
     search_fields = ["name", "owner__username", "owner__email"]
     autocomplete_fields = ["owner"]
-    raw_id_fields = ["serving_version"]
-    readonly_fields = ["created", "updated"]
+    # Only ModelVersion.promote() may move the pointer (artifact check, ServingEvent, same project):
+    # the version admin's "promote" and "roll back" actions.
+    readonly_fields = ["serving_version", "created", "updated"]
     inlines = [MembershipInline, LabelInline]
 
     def get_queryset(self, request):
@@ -33,9 +40,42 @@ class ProjectAdmin(admin.ModelAdmin):
     def image_count(self, obj):
         return obj._images
 
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if protected:
+            # The serving pointer PROTECTs a project's own version, which delete_project releases
+            # first; anything else that protects (another project's pointer) still blocks.
+            projects = list(objs)
+            ids = {project.pk for project in projects}
+            collector = NestedObjects(using=router.db_for_write(Project))
+            collector.collect(projects)
+            if all(isinstance(o, Project) and o.pk in ids for o in collector.protected):
+                protected = []
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        services.delete_project(obj)
+
+    def delete_queryset(self, request, queryset):
+        for project in queryset:
+            services.delete_project(project)
+
+
+class ImageForm(forms.ModelForm):
+    class Meta:
+        model = Image
+        fields = ["original_name", "label", "split"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "label" in self.fields:
+            # An image can only carry one of its own project's labels.
+            self.fields["label"].queryset = Label.objects.filter(project_id=self.instance.project_id)
+
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
+    form = ImageForm
     list_display = [
         "id",
         "original_name",
@@ -49,8 +89,35 @@ class ImageAdmin(admin.ModelAdmin):
     ]
     list_filter = ["format", "split", "project"]
     search_fields = ["original_name", "sha256", "project__name"]
-    raw_id_fields = ["project", "label", "uploaded_by"]
-    readonly_fields = ["file", "sha256", "width", "height", "format", "size", "created", "uploaded_by"]
+    list_select_related = ["project", "label"]
+    readonly_fields = [
+        "project",
+        "file",
+        "sha256",
+        "width",
+        "height",
+        "format",
+        "size",
+        "created",
+        "uploaded_by",
+        "labeled_at",
+    ]
+
+    def has_add_permission(self, request):
+        # Images come in through the upload services (validated, deduplicated, re-keyed).
+        return False
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if "label" in form.changed_data:
+            services.set_label(Image.objects.filter(pk=obj.pk), obj.label)
+
+    def delete_model(self, request, obj):
+        services.delete_image(obj)
+
+    def delete_queryset(self, request, queryset):
+        for image in queryset:
+            services.delete_image(image)
 
 
 @admin.register(Label)
@@ -58,3 +125,7 @@ class LabelAdmin(admin.ModelAdmin):
     list_display = ["name", "project", "colour", "order"]
     search_fields = ["name", "project__name"]
     raw_id_fields = ["project"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a label would leave its images labelled with another project's class.
+        return ["project"] if obj else []

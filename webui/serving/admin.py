@@ -1,6 +1,9 @@
+"""Share links and batch predictions in the admin, revoked the same way as on the site."""
+
 from django.contrib import admin, messages
 
-from webui.serving.models import ShareLink
+from webui.serving.models import BatchPrediction, ShareLink
+from webui.serving.views import _revoke
 
 
 @admin.register(ShareLink)
@@ -8,7 +11,17 @@ class ShareLinkAdmin(admin.ModelAdmin):
     list_display = ["__str__", "project", "version", "enabled", "expires_at", "created_by", "created"]
     list_filter = ["enabled", "created"]
     search_fields = ["project__name", "token_hint"]
-    readonly_fields = ["project", "token_hash", "token_hint", "created_by", "created", "revoked_at"]
+    # Revoking is one way (the "revoke" action); a pinned version stays the one its creator chose.
+    readonly_fields = [
+        "project",
+        "version",
+        "enabled",
+        "token_hash",
+        "token_hint",
+        "created_by",
+        "created",
+        "revoked_at",
+    ]
     actions = ["revoke"]
 
     def has_add_permission(self, request):
@@ -18,7 +31,42 @@ class ShareLinkAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected links", permissions=["change"])
     def revoke(self, request, queryset):
         count = 0
-        for link in queryset.filter(enabled=True):
-            link.revoke()
+        # The site's own revoke (the link, then its loaded model), so the two cannot drift apart.
+        for link in queryset.filter(enabled=True).select_related("project"):
+            _revoke(link)
             count += 1
         self.message_user(request, f"Revoked {count} link(s).", messages.SUCCESS)
+
+
+@admin.register(BatchPrediction)
+class BatchPredictionAdmin(admin.ModelAdmin):
+    """Read only: a worker writes these. Deleting an old one only drops its results."""
+
+    list_display = ["__str__", "project", "version", "scope", "status", "progress", "created", "finished_at"]
+    list_filter = ["status", "scope", "created"]
+    search_fields = ["project__name", "error"]
+    list_select_related = ["project", "version__project"]
+    # Results can hold thousands of rows; the count is enough here.
+    exclude = ["results"]
+    readonly_fields = [
+        "project",
+        "version",
+        "scope",
+        "status",
+        "progress",
+        "result_count",
+        "error",
+        "created_by",
+        "created",
+        "finished_at",
+    ]
+
+    @admin.display(description="Results")
+    def result_count(self, obj):
+        return len(obj.results or [])
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,9 +1,18 @@
 """Site-wide model management: the same model methods the site and the API use."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 
+from webui.serving.services import evict
 from webui.training.artifacts import ArtifactBroken
-from webui.training.models import ArtifactInUse, FeatureVector, ModelVersion, TrainingRun, rollback
+from webui.training.models import (
+    ArtifactInUse,
+    FeatureVector,
+    ModelVersion,
+    ServingEvent,
+    TrainingRun,
+    rollback,
+)
 
 
 @admin.register(TrainingRun)
@@ -73,7 +82,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         deleted = 0
         for version in queryset.select_related("project"):
             try:
-                version.delete()
+                _delete_version(version)
             except ArtifactInUse as exc:
                 self.message_user(request, f"Kept {version}: {exc}", messages.WARNING)
             else:
@@ -83,12 +92,51 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         try:
-            obj.delete()
+            _delete_version(obj)
         except ArtifactInUse as exc:
             self.message_user(request, str(exc), messages.ERROR)
 
     def delete_queryset(self, request, queryset):
         self.delete_unserving(request, queryset)
+
+
+def _delete_version(version: ModelVersion) -> None:
+    """Delete as the site's version page and the API do: the row and artifact, then the loaded model."""
+    version_id = version.pk
+    version.delete()
+    evict(version_id)
+
+
+@admin.register(ServingEvent)
+class ServingEventAdmin(admin.ModelAdmin):
+    """The audit trail of promotions and rollbacks: read only, and gone only with its project or version."""
+
+    list_display = ["created", "project", "action", "version", "previous", "user"]
+    list_filter = ["action", "created"]
+    search_fields = ["project__name", "user__username"]
+    list_select_related = ["project", "version__project", "previous__project", "user"]
+    readonly_fields = [f.name for f in ServingEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    # Delete permission stays as the user's: the admin checks it for every event a project or
+    # version deletion cascades to. Deleting events on their own is closed here instead.
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        raise PermissionDenied("serving events are an audit trail")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "show_delete": False}
+        )
 
 
 @admin.register(FeatureVector)
