@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import ClassifierError
 
 EXIT_USAGE = 2
+_EVALUATE_BATCH = 32  # images per Predictor call in `evaluate`
 
 
 class UsageError(Exception):
@@ -62,7 +63,12 @@ def _folder_samples(root: Path, what: str):
     for label in labels:
         for path in sorted((root / label).rglob("*")):
             if path.is_file() and not path.name.startswith("."):
-                samples.append(Sample(key=sha256_of(path.read_bytes()), source=path, label=label))
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:  # no permission, removed meanwhile: skip it like a bad image
+                    print(f"skipped {path}: cannot be read ({exc.strerror or exc})", file=sys.stderr)
+                    continue
+                samples.append(Sample(key=sha256_of(data), source=path, label=label))
     if not samples:
         raise UsageError(f"{what} {root} has no files in its label folders")
     return labels, samples
@@ -116,37 +122,61 @@ def cmd_train(args) -> dict:
 
 
 def cmd_evaluate(args) -> dict:
+    """The metrics of a saved model on DATA_DIR, under the same keys as `train` reports."""
     from .evaluation import evaluate
     from .predict import Predictor
 
+    started = time.perf_counter()
     predictor = Predictor(args.model_dir)
     labels, samples = _folder_samples(Path(args.data_dir), "DATA_DIR")
     unknown = sorted(set(labels) - set(predictor.labels))
     if unknown:
         raise UsageError(f"DATA_DIR has label folders the model does not know: {', '.join(unknown)}")
-    started = time.perf_counter()
+    import numpy as np
+
+    extract_started = time.perf_counter()
     probabilities, kept, skipped = [], [], []
-    for sample in samples:
-        try:
-            probabilities.append(predictor.predict_proba([sample.source])[0])
-            kept.append(sample)
-        except ClassifierError as exc:
-            skipped.append({"key": sample.key, "error": str(exc)})
+    for start in range(0, len(samples), _EVALUATE_BATCH):
+        chunk = samples[start : start + _EVALUATE_BATCH]
+        try:  # a whole batch at once; one by one only when it holds an unreadable image
+            probabilities.extend(predictor.predict_proba([s.source for s in chunk]))
+            kept.extend(chunk)
+            continue
+        except (ClassifierError, OSError):
+            pass
+        for sample in chunk:
+            try:
+                probabilities.append(predictor.predict_proba([sample.source])[0])
+                kept.append(sample)
+            except ClassifierError as exc:
+                skipped.append({"key": sample.key, "error": str(exc)})
+            except OSError as exc:
+                skipped.append({"key": sample.key, "error": f"cannot read: {exc}"})
+    extract_s = time.perf_counter() - extract_started
     _report_skipped(skipped, samples)
     if not kept:
         raise UsageError("none of the images in DATA_DIR could be read")
-    import numpy as np
 
     y = [predictor.labels.index(s.label) for s in kept]
     metrics = evaluate(y, np.stack(probabilities), predictor.labels)
-    seconds = time.perf_counter() - started
+    trained = predictor.manifest.get("metrics") or {}
     metrics.update(
         {
             "backbone": predictor.manifest["backbone"]["name"],
             "strategy": predictor.manifest.get("strategy"),
+            "strategy_reason": trained.get("strategy_reason"),
+            "device": "cpu",  # the Predictor serves through ONNX Runtime on the CPU
+            "evaluation": f"DATA_DIR of {len(kept)} images",
+            "n_train": trained.get("n_train"),
             "n_val": len(kept),
             "skipped": len(skipped),
-            "timings": {"total_s": round(seconds, 3), "images_per_s": round(len(kept) / seconds, 1)},
+            "model_dir": str(predictor.path),
+            "timings": {
+                "extract_s": round(extract_s, 3),
+                "fit_s": 0.0,  # nothing is trained: the saved model is used as it is
+                "total_s": round(time.perf_counter() - started, 3),
+                "images_per_s": round(len(kept) / extract_s, 1) if extract_s else None,
+            },
         }
     )
     return metrics
@@ -161,11 +191,13 @@ def cmd_predict(args) -> list[dict]:
         path = Path(name)
         if not path.is_file():
             results.append({"path": name, "error": "no such file"})
+            print(f"error: {name}: no such file", file=sys.stderr)
             continue
         try:
             [prediction] = predictor.predict([path], top_k=args.top_k)
-        except ClassifierError as exc:
+        except (ClassifierError, OSError) as exc:
             results.append({"path": name, "error": str(exc)})
+            print(f"error: {name}: {exc}", file=sys.stderr)
             continue
         results.append({"path": name, **prediction.to_dict()})
     return results
@@ -200,7 +232,12 @@ def cmd_bench(args) -> dict:
     paths = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not paths:
         raise UsageError(f"DATA_DIR {root} has no files")
-    return extraction_benchmark(paths, backbone=args.backbone, limit=args.limit, eager_limit=args.eager_limit)
+    result = extraction_benchmark(
+        paths, backbone=args.backbone, limit=args.limit, eager_limit=args.eager_limit
+    )
+    for item in result["skipped"]:
+        print(f"skipped {item['path']}: {item['error']}", file=sys.stderr)
+    return result
 
 
 def cmd_export_backbone(args) -> dict:

@@ -76,7 +76,12 @@ class Predictor:
         self.path = Path(path)
         self.manifest = verify_artifact(self.path)
         self.labels: list[str] = list(self.manifest["labels"])
-        self.preprocessing = Preprocessing.from_dict(self.manifest["preprocessing"])
+        try:
+            self.preprocessing = Preprocessing.from_dict(self.manifest["preprocessing"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(
+                f"model version {path} has no usable preprocessing ({exc!r}); the artifact is corrupt"
+            ) from exc
         try:
             self.session = make_session(self.path / "model.onnx", threads)
         except Exception as exc:  # onnxruntime raises its own exception types for a bad graph

@@ -77,3 +77,34 @@ def test_it_refuses_a_damaged_artifact(trained, tmp_path, damage):
         (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError):
         Predictor(broken)
+
+
+def test_it_predicts_in_a_process_that_never_imports_torch(trained, make_toy_image, tmp_path):
+    """The web process serves predictions without torch: the artifact alone must be enough."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    image = tmp_path / "red.jpg"
+    image.write_bytes(make_toy_image("red", 400))
+    code = (
+        "import json, sys\n"
+        "from classifier.predict import Predictor\n"
+        "predictor = Predictor(sys.argv[1])\n"
+        "[by_path] = predictor.predict([sys.argv[2]], top_k=2)\n"
+        "[by_bytes] = predictor.predict([open(sys.argv[2], 'rb').read()])\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'django') if m in sys.modules)\n"
+        "print(json.dumps({'heavy': heavy, 'path': by_path.to_dict(), 'bytes': by_bytes.to_dict()}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(trained.path), str(image)],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    assert result["path"]["label"] == "red" and len(result["path"]["top"]) == 2
+    assert result["bytes"]["probability"] == pytest.approx(result["path"]["probability"], abs=1e-6)
+    [here] = Predictor(trained.path).predict([image])
+    assert result["path"]["probability"] == pytest.approx(here.probability, abs=1e-5)

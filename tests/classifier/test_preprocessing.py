@@ -159,6 +159,58 @@ def test_it_turns_an_orientation_6_photo_upright(imgs):
     assert upright.getpixel((2, 3))[2] > 200
 
 
+def _asymmetric_picture() -> Image.Image:
+    """48x32 blocks of four colours, none of them mirror or rotation symmetric, 8-pixel aligned for JPEG."""
+    image = Image.new("RGB", (48, 32), (20, 20, 220))  # blue
+    image.paste((230, 20, 20), (0, 0, 16, 16))  # red top-left
+    image.paste((20, 220, 20), (16, 0, 48, 8))  # green strip along the rest of the top
+    image.paste((240, 240, 30), (32, 24, 48, 32))  # yellow bottom-right
+    return image
+
+
+# What each EXIF orientation asks a viewer to do to the stored pixels (TIFF/EXIF 2.3, tag 0x0112),
+# written with numpy on [row, column] arrays so the expectation does not reuse the code under test.
+UPRIGHT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirrored horizontally
+    3: lambda a: a[::-1, ::-1],  # rotated 180
+    4: lambda a: a[::-1, :],  # mirrored vertically
+    5: lambda a: a.transpose(1, 0, 2),  # mirrored horizontally, then rotated 270 clockwise
+    6: lambda a: np.rot90(a, -1),  # rotated 90 clockwise
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # mirrored horizontally, then rotated 90 clockwise
+    8: lambda a: np.rot90(a, 1),  # rotated 270 clockwise (90 anticlockwise)
+}
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+def test_it_turns_every_exif_orientation_upright(imgs, orientation, fmt):
+    stored = _asymmetric_picture()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    params = {"quality": 95, "subsampling": 0} if fmt == "JPEG" else {}
+    data = imgs.encode(stored, fmt, exif=exif.tobytes(), **params)
+    expected = UPRIGHT[orientation](np.asarray(stored, dtype=np.int16))
+    height, width = expected.shape[:2]
+
+    info = inspect_image(data)
+    upright = load_rgb(data)
+    got = np.asarray(upright, dtype=np.int16)
+
+    assert info == ImageInfo(format=fmt, width=width, height=height)
+    assert upright.mode == "RGB" and upright.size == (width, height)
+    if fmt == "PNG":
+        assert np.array_equal(got, expected)
+    else:  # lossy: allow ringing at the block edges, but every block must sit where it belongs
+        assert np.abs(got - expected).mean() < 4
+        assert np.abs(got[4::8, 4::8] - expected[4::8, 4::8]).max() < 24  # the centre of every 8x8 cell
+    # Pillow's own reading of the tag agrees (an independent implementation of the same table).
+    from PIL import ImageOps
+
+    reference = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    assert np.abs(np.asarray(reference.convert("RGB"), dtype=np.int16) - got).max() <= 1
+
+
 def test_it_ignores_a_broken_exif_block(imgs):
     data = imgs.encode(imgs.gradient((20, 10)), "JPEG", exif=b"Exif\x00\x00garbage-garbage")
     assert load_rgb(data).size == (20, 10)

@@ -103,3 +103,14 @@ def test_it_answers_with_the_serving_model(client_for, trained_project, viewer):
     answer = response.json()
     assert answer["mode"] == "model" and answer["label"] == "blue" and answer["model_version"] == 1
     assert {row["label"] for row in answer["top"]} == {"red", "blue"}
+
+
+def test_it_explains_a_serving_model_that_cannot_load(client_for, project, viewer, make_version):
+    # Checksums intact, contents unusable (no preprocessing, a graph ONNX Runtime refuses): a 409 that
+    # says so, never a 500.
+    make_version(project, 1).promote()
+    response = client_for(viewer).post(
+        reverse("serving:predict", args=[project.pk]), {"file": photo(png((200, 30, 30), 1), "a.png")}
+    )
+    assert response.status_code == 409
+    assert "The serving model cannot answer: v1 cannot serve" in response.json()["detail"]

@@ -12,9 +12,9 @@ from collections import OrderedDict
 
 from django.conf import settings
 
-from classifier.errors import ImageError
+from classifier.errors import ArtifactError, ImageError
 from webui.projects.models import Project
-from webui.training.artifacts import check_artifact
+from webui.training.artifacts import ArtifactBroken, check_artifact
 from webui.training.models import ModelVersion
 
 
@@ -41,7 +41,11 @@ def predictor_for(version: ModelVersion):
             _cache.move_to_end(key)
             return predictor
     # Load outside the lock: a slow first load must not stall predictions from other versions.
-    predictor = Predictor(check_artifact(version))
+    path = check_artifact(version)
+    try:
+        predictor = Predictor(path)
+    except ArtifactError as exc:  # files intact but unusable: a graph ONNX Runtime refuses, no preprocessing
+        raise ArtifactBroken(f"v{version.number} cannot serve: {exc}") from exc
     with _lock:
         _cache[key] = predictor
         _cache.move_to_end(key)
