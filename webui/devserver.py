@@ -28,21 +28,20 @@ def web_command(python: str, host: str, port: int | str) -> list[str]:
 
 
 def worker_command(python: str) -> list[str]:
-    """One worker process for both queues: a laptop has no separate GPU host."""
+    """One worker process for both queues: a laptop has no separate GPU host.
+
+    Production training workers take one task per child (docker/compose.yaml). Here that would reload
+    the backbone for every task, light ones included (a retrain answers in about 2 s, a reload adds
+    about 1 s), so the child is replaced only once a task has left it larger than
+    WORKER_MAX_MEMORY_KIB: after an adapted (PyTorch) training, not after a linear one.
+    """
     return [
-        python,
-        "-m",
-        "celery",
-        "-A",
-        "webui",
-        "worker",
-        "-Q",
-        "default,training",
-        "-c",
-        "1",
-        "--loglevel",
-        "INFO",
-    ]
+        python, "-m", "celery", "-A", "webui", "worker", "-Q", "default,training", "-c", "1",
+        "--max-memory-per-child", str(WORKER_MAX_MEMORY_KIB), "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
+WORKER_MAX_MEMORY_KIB = 1_500_000  # resident size after a task; linear training stays near 1 GB
 
 
 def main() -> int:
