@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from django.db import models
 from django.db.models import Case, CharField, Count, OuterRef, Subquery, Value, When
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -19,6 +20,26 @@ def escaped_name(name: str, limit: int = 255) -> str:
     """A client-sent file name as inert text: control and bidi characters spelled out, length bounded."""
     text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in name)
     return text[-limit:]
+
+
+class StrictCharField(serializers.CharField):
+    """Text that must arrive as text: DRF's CharField quietly turns 0 into "0" and true into "True", so a
+    client's mistake would become a label called "0" instead of a 400 that says what is wrong."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    """A ModelSerializer whose text columns are StrictCharFields."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
 
 
 def validate_backbone_name(value: str) -> str:
@@ -46,7 +67,7 @@ def with_stats(queryset, user):
     )
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class ProjectSerializer(StrictModelSerializer):
     role = serializers.ChoiceField(choices=Role.choices, source="caller_role", read_only=True)
     serving_version = serializers.IntegerField(
         source="serving_version.number", read_only=True, allow_null=True, default=None
@@ -74,17 +95,17 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class ProjectCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    backbone = serializers.CharField(required=False, validators=[validate_backbone_name])
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(required=False, allow_blank=True, default="")
+    backbone = StrictCharField(required=False, validators=[validate_backbone_name])
     auto_promote = serializers.BooleanField(required=False)
     labels = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, default=list, max_length=100
+        child=StrictCharField(max_length=100), required=False, default=list, max_length=100
     )
 
 
-class ProjectUpdateSerializer(serializers.ModelSerializer):
-    backbone = serializers.CharField(max_length=64, validators=[validate_backbone_name])
+class ProjectUpdateSerializer(StrictModelSerializer):
+    backbone = StrictCharField(max_length=64, validators=[validate_backbone_name])
 
     class Meta:
         model = Project
@@ -94,10 +115,10 @@ class ProjectUpdateSerializer(serializers.ModelSerializer):
 # --- labels ---------------------------------------------------------------------------------------
 
 
-class LabelSerializer(serializers.ModelSerializer):
+class LabelSerializer(StrictModelSerializer):
     """Read and write a label; the view passes the project in the context for the uniqueness check."""
 
-    colour = serializers.CharField(required=False, help_text="#rrggbb; picked from a palette when omitted")
+    colour = StrictCharField(required=False, help_text="#rrggbb; picked from a palette when omitted")
     order = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
     image_count = serializers.SerializerMethodField()
 
@@ -166,7 +187,7 @@ class UploadSerializer(serializers.Serializer):
     """Multipart form: the files and an optional label for them (schema only; the view reads FILES)."""
 
     files = serializers.ListField(child=serializers.FileField())
-    label = serializers.CharField(required=False, max_length=100)
+    label = StrictCharField(required=False, max_length=100)
 
 
 class RejectedSerializer(serializers.Serializer):
@@ -181,7 +202,7 @@ class UploadResultSerializer(serializers.Serializer):
 
 
 class ImageUpdateSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=100, allow_null=True, required=False)
+    label = StrictCharField(max_length=100, allow_null=True, required=False)
     split = serializers.ChoiceField(choices=SplitHint.choices, required=False)
 
 
@@ -189,7 +210,7 @@ class ImageUpdateSerializer(serializers.Serializer):
 
 
 class TrainSerializer(serializers.Serializer):
-    backbone = serializers.CharField(required=False, max_length=64)
+    backbone = StrictCharField(required=False, max_length=64)
     strategy = serializers.ChoiceField(choices=["auto", "linear", "partial", "full"], required=False)
     seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
@@ -305,7 +326,7 @@ class PredictionSerializer(serializers.Serializer):
 
 class BackboneImageSerializer(serializers.Serializer):
     file = serializers.FileField()
-    backbone = serializers.CharField(required=False, max_length=64)
+    backbone = StrictCharField(required=False, max_length=64)
 
 
 class FeaturesSerializer(serializers.Serializer):

@@ -67,3 +67,37 @@ def test_it_deletes_the_row_then_the_file(
     assert response.status_code == 204
     assert not labelled_project.images.filter(pk=image.pk).exists()
     assert not default_storage.exists(image.file.name)
+
+
+@pytest.mark.parametrize("label", [0, True, ["ants"], {"name": "ants"}])
+def test_it_refuses_a_label_that_is_not_text(api_for, labelled_project, editor, label):
+    # Found by the schema fuzzer: DRF's CharField would have created a label called "0".
+    image = labelled_project.images.first()
+    before = (image.label_id, labelled_project.labels.count())
+    response = api_for(editor).patch(f"/api/v1/images/{image.pk}/", {"label": label}, format="json")
+    assert response.status_code == 400 and "label" in response.json()["detail"]
+    image.refresh_from_db()
+    assert (image.label_id, labelled_project.labels.count()) == before
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"unlabeled": "null"}, "unlabeled must be true or false"),
+        ({"offset": "null"}, "offset must be a whole number of at least 0"),
+        ({"limit": "0"}, "limit must be a whole number of at least 1"),
+        ({"limit": "-5"}, "limit must be a whole number"),
+    ],
+)
+def test_it_refuses_query_values_it_cannot_read(api_for, labelled_project, viewer, query, message):
+    response = api_for(viewer).get(f"/api/v1/projects/{labelled_project.pk}/images/", query)
+    assert response.status_code == 400 and message in response.json()["detail"]
+
+
+def test_it_takes_json_bodies_outside_uploads(api_for, project, editor):
+    response = api_for(editor).patch(
+        f"/api/v1/projects/{project.pk}/", {"auto_promote": "0"}, format="multipart"
+    )
+    assert response.status_code == 415
+    project.refresh_from_db()
+    assert project.auto_promote is True

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import TooManyFilesSent
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from webui.api.errors import BadRequest, JsonErrors
+from webui.api.errors import BadRequest, ErrorSerializer, JsonErrors
 from webui.api.serializers import (
     ImageSerializer,
     ImageUpdateSerializer,
@@ -20,15 +20,25 @@ from webui.api.serializers import (
     UploadSerializer,
     escaped_name,
 )
-from webui.api.views.base import READ_ERRORS, WRITE_ERRORS, ApiView
+from webui.api.views.base import BAD_REQUEST, READ_ERRORS, WRITE_ERRORS, ApiView
 from webui.projects.access import get_in_project_for_user, get_project_for_user
 from webui.projects.models import Image
 from webui.projects.services import UploadRejected, delete_image, get_or_create_label, ingest_image, set_label
 
 
 class ImagePagination(LimitOffsetPagination):
+    """`limit` (1..500, default 100) and `offset`; a value that is not a whole number is a 400, not
+    silently the first page (a client with a bug would otherwise loop over page one forever)."""
+
     default_limit = 100
     max_limit = 500
+
+    def paginate_queryset(self, queryset, request, view=None):
+        for name, low in ((self.limit_query_param, 1), (self.offset_query_param, 0)):
+            value = request.query_params.get(name)
+            if value is not None and not (value.isascii() and value.isdigit() and int(value) >= low):
+                raise BadRequest(f"{name} must be a whole number of at least {low}, not {value[:40]!r}")
+        return super().paginate_queryset(queryset, request, view)
 
 
 def _too_many() -> BadRequest:
@@ -46,8 +56,12 @@ class ImageList(JsonErrors, generics.ListAPIView):
         params = self.request.query_params
         if params.get("label"):
             images = images.filter(label__name__iexact=params["label"])
-        if params.get("unlabeled", "").lower() in ("1", "true", "yes"):
-            images = images.filter(label__isnull=True)
+        unlabeled = params.get("unlabeled")
+        if unlabeled is not None:
+            if unlabeled.lower() not in ("true", "false", "1", "0"):
+                raise BadRequest(f"unlabeled must be true or false, not {unlabeled[:40]!r}")
+            if unlabeled.lower() in ("true", "1"):
+                images = images.filter(label__isnull=True)
         return images
 
     @extend_schema(
@@ -55,7 +69,7 @@ class ImageList(JsonErrors, generics.ListAPIView):
             OpenApiParameter("label", OpenApiTypes.STR, description="only images with this label (by name)"),
             OpenApiParameter("unlabeled", OpenApiTypes.BOOL, description="only images without a label"),
         ],
-        responses={200: ImageSerializer(many=True), **READ_ERRORS},
+        responses={200: ImageSerializer(many=True), 400: BAD_REQUEST, **READ_ERRORS},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -65,7 +79,14 @@ class ImageList(JsonErrors, generics.ListAPIView):
         responses={
             201: UploadResultSerializer,
             200: UploadResultSerializer,
-            400: UploadResultSerializer,
+            400: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="UploadRefused",
+                    serializers=[UploadResultSerializer, ErrorSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="every file was refused (`rejected` says why), or the request itself was wrong (`detail`)",
+            ),
             401: WRITE_ERRORS[401],
             403: WRITE_ERRORS[403],
             404: WRITE_ERRORS[404],
