@@ -314,3 +314,14 @@ def test_it_shows_batch_predictions_read_only(admin_client, project, make_versio
     assert page.status_code == 200 and not page.context["adminform"].form.fields
     assert admin_client.post(change, {"status": "succeeded"}).status_code == 403
     assert admin_client.get(reverse("admin:serving_batchprediction_add")).status_code == 403
+
+
+def test_it_offers_only_known_backbones_for_a_project(admin_client, project):
+    url = reverse("admin:projects_project_change", args=[project.pk])
+    choices = dict(admin_client.get(url).context["adminform"].form.fields["backbone"].choices)
+    assert "efficientnet_lite0" in choices
+    response = admin_client.post(url, _project_form(project, backbone="efficientnet_typo"))
+    assert response.status_code == 200  # the form again, with the error
+    assert "efficientnet_typo is not one of the available choices" in response.content.decode()
+    project.refresh_from_db()
+    assert project.backbone == "efficientnet_lite0"

@@ -22,6 +22,12 @@ class LabelInline(admin.TabularInline):
     fields = ["name", "colour", "order"]
 
 
+def _backbone_choices():
+    from classifier.backbones import BACKBONES
+
+    return [(name, name) for name in BACKBONES]
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "owner", "backbone", "image_count", "serving_version", "auto_promote", "created"]
@@ -35,6 +41,13 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_images=Count("images", distinct=True))
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "backbone":
+            # Picked from the registry, as on the site's settings page: a typo would only surface at
+            # the next training.
+            return forms.ChoiceField(choices=_backbone_choices, help_text=db_field.help_text)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     @admin.display(description="Images", ordering="_images")
     def image_count(self, obj):
