@@ -299,6 +299,17 @@ def test_flow1_upload_label_train(live_app, new_context, users, shot, hymenopter
     expect(page.locator("#health .badge").first).to_have_text("ready to train")
     shot(page, "11-data-health")
 
+    # Before any training, Try it shows what the pretrained network recognises on its own.
+    bee = photos(hymenoptera / "val" / "bees", 1)[0]
+    tab(page, "Try it").click()
+    expect(page.locator("main")).to_contain_text("No model is trained yet")
+    page.locator(".tryit .try-buttons input[type=file]").first.set_input_files(str(bee))
+    answer = page.locator(".try-answer")
+    expect(answer.locator(".answer-kicker")).to_have_text("The pretrained network sees", timeout=30_000)
+    expect(answer.locator(".answer-bar")).to_have_count(5)  # ImageNet top-5
+    expect(answer).to_contain_text("not your labels")
+    shot(page, "11b-try-pretrained")
+
     # Train, watch the bar, open the results.
     number = 1
     seen = train_and_wait(page, project_id, number, shot, "12", live_app)
@@ -323,6 +334,14 @@ def test_flow1_upload_label_train(live_app, new_context, users, shot, hymenopter
     shot(page, "13-results")
     state["v1"] = number
 
+    # Try it now answers in the project's own labels, naming the version that answered.
+    tab(page, "Try it").click()
+    page.locator(".tryit .try-buttons input[type=file]").first.set_input_files(str(bee))
+    expect(answer.locator(".answer-kicker")).to_have_text("Looks like", timeout=30_000)
+    expect(answer.locator(".answer-title")).to_contain_text("bees")
+    expect(answer).to_contain_text(f"Answered by v{number}.")
+    shot(page, "13b-try-model")
+
 
 # --- 2 --------------------------------------------------------------------------------------------
 
@@ -341,13 +360,18 @@ def test_flow2_fix_from_matrix_retrain_promote(live_app, sign_in, shot, state):
     shot(page, "00-projects")
 
     # alice promotes by hand from now on (otherwise a better v2 would be served automatically and
-    # there would be nothing left to promote). There is no page for this setting; the REST API is.
-    response = page.request.patch(
-        f"/api/v1/projects/{project_id}/",
-        data={"auto_promote": False},
-        headers={"X-CSRFToken": csrf(page.context)},
-    )
-    assert response.status == 200, response.text()
+    # there would be nothing left to promote): the project's settings page.
+    page.goto(f"/projects/{project_id}/")
+    tab(page, "Settings").click()
+    auto = page.get_by_label("Serve a new version automatically when it does at least as well")
+    expect(auto).to_be_checked()
+    auto.uncheck()
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".messages")).to_contain_text("Settings saved.")
+    expect(
+        page.get_by_label("Serve a new version automatically when it does at least as well")
+    ).not_to_be_checked()
+    shot(page, "00b-settings")
 
     # The ant labelled "bees" is in the matrix's "bees" row: in the "said ants" cell if the model
     # disagrees with its label, else in "said bees". Open the cells and fix it in place.
