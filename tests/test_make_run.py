@@ -1,0 +1,107 @@
+"""`make run`'s process pair (webui/devserver.py): the site answers, the worker is ready, and Ctrl-C
+or the death of either process stops both, leaving nothing running.
+
+Runs the real gunicorn and Celery worker on the embedded defaults (SQLite, the SQLite broker, local
+files) in a temporary data directory, as on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _group(pgid: int) -> dict[int, str]:
+    """Live processes of a process group: {pid: command line}."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _wait_for(what: str, check, timeout: float, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    pytest.fail(f"{what} within {timeout:.0f} s; output:\n{log.read_text()[-3000:]}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """Start the pair as `make run` does (after its migrate); yield (process, port, log)."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to find the processes make run leaves behind")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(PINHOLE_DATA_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="webui.settings")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=REPO, env=env, check=True
+    )
+    port = _free_port()
+    log = tmp_path / "make-run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webui.devserver", "--port", str(port)],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        _wait_for("the site did not answer", lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 90, log)
+        _wait_for("the worker did not become ready", lambda: b" ready." in log.read_bytes(), 90, log)
+        yield process, port, log
+    finally:
+        if process.poll() is None or _group(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def test_ctrl_c_stops_the_site_and_the_worker(make_run):
+    process, port, log = make_run
+    assert any("celery" in cmd for cmd in _group(process.pid).values()), _group(process.pid)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole foreground group
+    assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
+    _wait_for("processes were left running", lambda: not _group(process.pid), 15, log)
+    assert not _answers(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_it_stops_the_site_when_the_worker_dies(make_run):
+    process, port, log = make_run
+    worker = min(pid for pid, cmd in _group(process.pid).items() if "celery" in cmd)  # the main process
+    os.kill(worker, signal.SIGKILL)
+    assert process.wait(timeout=30) != 0
+    assert "The worker process exited" in log.read_text()
+    _wait_for("processes were left running", lambda: not _group(process.pid), 15, log)
