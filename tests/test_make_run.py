@@ -7,6 +7,7 @@ files) in a temporary data directory, as on a fresh machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -29,8 +30,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _group(pgid: int) -> dict[int, str]:
-    """Live processes of a process group: {pid: command line}."""
+def _processes() -> dict[int, tuple[int, str]]:
+    """Live (not zombie) processes: {pid: (parent pid, command line)}."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -38,11 +39,32 @@ def _group(pgid: int) -> dict[int, str]:
         try:
             stat = (entry / "stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if fields[0] != "Z":
+                found[int(entry.name)] = (
+                    int(fields[1]),
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(),
+                )
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """Every live process below `pid`: {pid: command line}."""
+    table = _processes()
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, cmd) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = cmd
+                frontier.append(child)
+    return found
+
+
+def _alive(pids) -> list[int]:
+    table = _processes()
+    return [pid for pid in pids if pid in table]
 
 
 def _wait_for(what: str, check, timeout: float, log: Path):
@@ -79,29 +101,36 @@ def make_run(tmp_path):
             [sys.executable, "-m", "webui.devserver", "--port", str(port)],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+    started: dict[int, str] = {}
     try:
         _wait_for("the site did not answer", lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 90, log)
         _wait_for("the worker did not become ready", lambda: b" ready." in log.read_bytes(), 90, log)
-        yield process, port, log
+        started.update(_descendants(process.pid))
+        yield process, port, log, started
     finally:
-        if process.poll() is None or _group(process.pid):
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        for pid in [process.pid, *_alive(started)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def test_ctrl_c_stops_the_site_and_the_worker(make_run):
-    process, port, log = make_run
-    assert any("celery" in cmd for cmd in _group(process.pid).values()), _group(process.pid)
-    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole foreground group
+    process, port, log, started = make_run
+    assert any("celery" in cmd for cmd in started.values()), started
+    assert any("gunicorn" in cmd for cmd in started.values()), started
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the foreground group
     assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
-    _wait_for("processes were left running", lambda: not _group(process.pid), 15, log)
+    _wait_for("processes were left running", lambda: not _alive(started), 15, log)
     assert not _answers(f"http://127.0.0.1:{port}/healthz")
 
 
 def test_it_stops_the_site_when_the_worker_dies(make_run):
-    process, port, log = make_run
-    worker = min(pid for pid, cmd in _group(process.pid).items() if "celery" in cmd)  # the main process
+    process, port, log, started = make_run
+    worker = next(
+        pid for pid, cmd in started.items() if "celery" in cmd and process.pid == _processes()[pid][0]
+    )
     os.kill(worker, signal.SIGKILL)
     assert process.wait(timeout=30) != 0
     assert "The worker process exited" in log.read_text()
-    _wait_for("processes were left running", lambda: not _group(process.pid), 15, log)
+    _wait_for("processes were left running", lambda: not _alive(started), 15, log)
+    assert not _answers(f"http://127.0.0.1:{port}/healthz")

@@ -7,6 +7,7 @@ person wants a single command that brings up everything with the embedded defaul
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,7 +54,12 @@ def main() -> int:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="webui.settings", PYTHONUNBUFFERED="1")
     python = sys.executable
     commands = {"web": web_command(python, args.host, args.port), "worker": worker_command(python)}
-    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    # Each child leads its own process group: a terminal's Ctrl-C reaches only this process, which
+    # asks each child once (a second SIGINT would make Celery drop its running task), and whatever a
+    # child leaves behind (gunicorn's workers, the Celery pool) can be found and ended by its group.
+    children = {
+        name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in commands.items()
+    }
     print(f"Pinhole is starting on http://{args.host}:{args.port}/ (web and worker); Ctrl-C stops both.")
 
     def stop(*_):
@@ -66,6 +72,10 @@ def main() -> int:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
+        for child in children.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)  # orphans of a child that did not wait for them
 
     signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
     try:
