@@ -13,7 +13,8 @@ import secrets
 from pathlib import Path
 
 # The registry is data: importing it pulls in no torch (a test keeps the web process torch-free).
-from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
+from classifier.backbones import BACKBONES, DEFAULT_BACKBONE, downloads_allowed
+from classifier.errors import BackboneUnavailable
 from webui.lib.env import (
     ConfigError,
     broker_url,
@@ -176,9 +177,12 @@ if PINHOLE_DEFAULT_BACKBONE not in BACKBONES:
         f"PINHOLE_DEFAULT_BACKBONE={PINHOLE_DEFAULT_BACKBONE!r} is not a known backbone; "
         f"use one of {', '.join(BACKBONES)}"
     )
-# classifier.backbones reads this itself (the ML core has no settings); checked here as well so a typo
-# stops the web process and the workers at start-up, not the first training that needs weights.
-PINHOLE_ALLOW_DOWNLOADS = env_bool("PINHOLE_ALLOW_DOWNLOADS", False)
+# classifier.backbones reads this itself (the ML core has no settings); read here through the same
+# parser so a typo stops the web process and the workers at start-up, not the first training.
+try:
+    PINHOLE_ALLOW_DOWNLOADS = downloads_allowed()
+except BackboneUnavailable as exc:
+    raise ConfigError(str(exc)) from None
 PINHOLE_MODEL_CACHE = env_path("PINHOLE_MODEL_CACHE", DATA_DIR / "cache")
 PINHOLE_PREDICTOR_CACHE_SIZE = env_int("PINHOLE_PREDICTOR_CACHE_SIZE", 4, minimum=1)
 

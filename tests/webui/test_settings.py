@@ -133,50 +133,33 @@ def test_it_wires_the_environment_into_django_settings(tmp_path):
     assert servers["storage"] == "storages.backends.s3.S3Storage"
 
 
-def test_it_stops_at_startup_on_a_bad_value(tmp_path):
-    clean = dict(os.environ, DJANGO_SETTINGS_MODULE="webui.settings", PINHOLE_DATA_DIR=str(tmp_path))
-    clean["PINHOLE_MAX_FILES_PER_REQUEST"] = "lots"
-    out = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=REPO,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
+def _with_env(tmp_path, command: list[str], timeout: int = 120, **env) -> subprocess.CompletedProcess:
+    """Runs `command` in a fresh process whose only Pinhole variables are a data directory and `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PINHOLE_", "DJANGO_"))}
+    clean.update({"PINHOLE_DATA_DIR": str(tmp_path / "data"), **env})
+    return subprocess.run(command, cwd=REPO, env=clean, capture_output=True, text=True, timeout=timeout)
+
+
+def _check(tmp_path, **env):
+    return _with_env(tmp_path, [sys.executable, "manage.py", "check"], **env)
+
+
+def _import_settings(tmp_path, **env):
+    return _with_env(
+        tmp_path, [sys.executable, "-c", "import webui.settings as s; print(s.STATIC_ROOT)"], **env
     )
+
+
+def test_it_stops_at_startup_on_a_bad_value(tmp_path):
+    out = _check(tmp_path, PINHOLE_MAX_FILES_PER_REQUEST="lots")
     assert out.returncode != 0
     assert "PINHOLE_MAX_FILES_PER_REQUEST='lots' is not a whole number" in out.stderr
 
 
 def test_it_refuses_a_soft_time_limit_that_is_not_below_the_hard_one(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=REPO,
-        env=dict(
-            os.environ,
-            PINHOLE_DATA_DIR=str(tmp_path),
-            PINHOLE_TASK_SOFT_TIME_LIMIT="600",
-            PINHOLE_TASK_TIME_LIMIT="600",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _check(tmp_path, PINHOLE_TASK_SOFT_TIME_LIMIT="600", PINHOLE_TASK_TIME_LIMIT="600")
     assert out.returncode != 0
     assert "PINHOLE_TASK_SOFT_TIME_LIMIT (600) must be below PINHOLE_TASK_TIME_LIMIT (600)" in out.stderr
-
-
-def _import_settings(tmp_path, **env):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PINHOLE_", "DJANGO_"))}
-    clean.update({"PINHOLE_DATA_DIR": str(tmp_path / "data"), **env})
-    return subprocess.run(
-        [sys.executable, "-c", "import webui.settings as s; print(s.STATIC_ROOT)"],
-        cwd=REPO,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize(
@@ -241,14 +224,7 @@ def test_it_reads_allow_downloads_strictly_in_the_ml_core(monkeypatch):
 
 def test_it_imports_settings_without_torch(tmp_path):
     code = "import sys, webui.settings; assert 'torch' not in sys.modules, 'torch was imported'"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        env=dict(os.environ, PINHOLE_DATA_DIR=str(tmp_path)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _with_env(tmp_path, [sys.executable, "-c", code])
     assert out.returncode == 0, out.stderr
 
 
@@ -258,18 +234,13 @@ def test_it_keeps_static_files_where_pinhole_static_root_says(tmp_path):
     assert default.stdout.strip() == str((tmp_path / "data" / "static").resolve())
 
     # The image build: a throwaway key and data directory, static files outside the /data volume.
-    out = subprocess.run(
+    out = _with_env(
+        tmp_path,
         [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"],
-        cwd=REPO,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith(("PINHOLE_", "DJANGO_"))},
-            "DJANGO_SECRET_KEY": "build-only-not-a-secret",
-            "PINHOLE_DATA_DIR": str(tmp_path / "build"),
-            "PINHOLE_STATIC_ROOT": str(tmp_path / "static"),
-        },
-        capture_output=True,
-        text=True,
         timeout=300,
+        DJANGO_SECRET_KEY="build-only-not-a-secret",
+        PINHOLE_DATA_DIR=str(tmp_path / "build"),
+        PINHOLE_STATIC_ROOT=str(tmp_path / "static"),
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "static" / "staticfiles.json").is_file()

@@ -85,11 +85,11 @@ def test_it_pins_a_version_and_sets_an_expiry(client_for, served, owner):
 
 
 def test_it_answers_404_once_revoked(client_for, served, owner, monkeypatch):
-    from webui.serving import views
+    from webui.serving import services
     from webui.serving.models import ShareLink
 
     evicted = []
-    monkeypatch.setattr(views, "evict", lambda version_id=None: evicted.append(version_id))
+    monkeypatch.setattr(services, "evict", lambda version_id=None: evicted.append(version_id))
     c = client_for(owner)
     token = create_link(c, served)
     assert Client().get(public_url(token)).status_code == 200

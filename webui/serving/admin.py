@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 
 from webui.serving.models import BatchPrediction, ShareLink
-from webui.serving.views import _revoke
+from webui.serving.services import revoke_link
 
 
 @admin.register(ShareLink)
@@ -33,7 +33,7 @@ class ShareLinkAdmin(admin.ModelAdmin):
         count = 0
         # The site's own revoke (the link, then its loaded model), so the two cannot drift apart.
         for link in queryset.filter(enabled=True).select_related("project"):
-            _revoke(link)
+            revoke_link(link)
             count += 1
         self.message_user(request, f"Revoked {count} link(s).", messages.SUCCESS)
 

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from webui.projects.access import get_project_for_user
 from webui.projects.services import UploadRejected, read_image_upload
 from webui.serving.models import ShareLink
-from webui.serving.services import BadImage, NoModel, evict, predict, resolve_version
+from webui.serving.services import BadImage, NoModel, predict, resolve_version, revoke_link
 from webui.training.artifacts import ArtifactBroken
 
 log = logging.getLogger(__name__)
@@ -245,20 +245,12 @@ def _share_create(request, project_id: int):
     return redirect("serving:share", project_id=project.pk)
 
 
-def _revoke(link: ShareLink) -> None:
-    link.revoke()
-    # Drop the loaded model the link answered with; the next in-app request reloads it if needed.
-    version_id = link.version_id or link.project.serving_version_id
-    if version_id:
-        evict(version_id)
-
-
 @login_required
 @require_POST
 def share_revoke(request, project_id: int, link_id: int):
     project = get_project_for_user(request.user, project_id, write=True)
     link = get_object_or_404(project.share_links.select_related("project"), pk=link_id, enabled=True)
-    _revoke(link)
+    revoke_link(link)
     messages.success(request, f"Link {link.token_hint}… revoked: it now answers “not found”.")
     return redirect("serving:share", project_id=project.pk)
 
@@ -269,7 +261,7 @@ def share_regenerate(request, project_id: int, link_id: int):
     """A new token with the same settings; the old one stops working at once."""
     project = get_project_for_user(request.user, project_id, write=True)
     old = get_object_or_404(project.share_links.select_related("project"), pk=link_id, enabled=True)
-    _revoke(old)
+    revoke_link(old)
     expires_at = old.expires_at if old.expires_at and old.expires_at > timezone.now() else None
     link, token = ShareLink.create_for(project, request.user, version=old.version, expires_at=expires_at)
     _remember_token(request, project, link, token)

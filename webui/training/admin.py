@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
-from webui.serving.services import evict
+from webui.serving.services import delete_version
 from webui.training.artifacts import ArtifactBroken
 from webui.training.models import (
     ArtifactInUse,
@@ -82,7 +82,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         deleted = 0
         for version in queryset.select_related("project"):
             try:
-                _delete_version(version)
+                delete_version(version)
             except ArtifactInUse as exc:
                 self.message_user(request, f"Kept {version}: {exc}", messages.WARNING)
             else:
@@ -92,19 +92,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         try:
-            _delete_version(obj)
+            delete_version(obj)
         except ArtifactInUse as exc:
             self.message_user(request, str(exc), messages.ERROR)
 
     def delete_queryset(self, request, queryset):
         self.delete_unserving(request, queryset)
-
-
-def _delete_version(version: ModelVersion) -> None:
-    """Delete as the site's version page and the API do: the row and artifact, then the loaded model."""
-    version_id = version.pk
-    version.delete()
-    evict(version_id)
 
 
 @admin.register(ServingEvent)

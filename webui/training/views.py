@@ -461,17 +461,15 @@ def rollback_view(request, project_id: int):
 @login_required
 @require_POST
 def delete_version(request, project_id: int, number: int):
-    from webui.serving.services import evict
+    from webui.serving.services import delete_version as delete
 
     project = get_project_for_user(request.user, project_id, write=True)
     version = _version(project, number)
-    version_id = version.pk
     try:
-        version.delete()
+        delete(version)
     except ArtifactInUse as exc:
         messages.error(request, f"Not deleted: {exc}.")
     else:
-        evict(version_id)
         messages.success(request, f"Deleted v{number}.")
     return redirect("training:versions", project_id=project.pk)
 

@@ -107,17 +107,16 @@ class VersionDetail(ApiView):
         summary="Delete a version that does not serve, and its artifact",
     )
     def delete(self, request, version_id: int):
-        from webui.serving.services import evict
+        from webui.serving.services import delete_version
 
         version = get_in_project_for_user(request.user, VERSIONS, version_id, write=True)
         try:
-            version.delete()
+            delete_version(version)
         except (ArtifactInUse, ProtectedError) as exc:
             message = (
                 str(exc) if isinstance(exc, ArtifactInUse) else "this version serves; promote another first"
             )
             raise Conflict(message) from None
-        evict(version_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
