@@ -46,7 +46,7 @@ def _head_refit_seconds(root: Path, work: Path) -> float:
 
     from classifier.backbones import get_backbone
     from classifier.features import DirectoryCache, sha256_of
-    from classifier.training import fit_linear
+    from classifier.fit import fit_linear
 
     paths = sorted(p for p in (root / "train").rglob("*") if p.is_file())
     keys = [sha256_of(p.read_bytes()) for p in paths]

@@ -1,4 +1,4 @@
-"""Command line: python -m classifier train|evaluate|predict|recognize|backbones|bench|export-backbone.
+"""Command line: python -m classifier train|evaluate|predict|audit|recognize|backbones|bench|export-backbone.
 
 Progress goes to stderr; results go to stdout as JSON (the last line of `train` and `evaluate` is one
 JSON object). A person's mistake (missing folder, one label only, an unreadable image) gives a message
@@ -28,16 +28,17 @@ def _progress_printer():
     tty = sys.stderr.isatty()
     last = {"stage": None}
 
-    def show(fraction: float, message: str) -> None:
+    def show(report) -> None:
+        """Args: report: a progress.ProgressReport."""
         if tty:
-            filled = int(fraction * 30)
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:5.1%} {message[:60]:<60}")
+            filled = int(report.fraction * 30)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {report.fraction:5.1%} {report.message[:60]:<60}"
+            sys.stderr.write("\r" + bar)
             sys.stderr.flush()
             return
-        stage = message.split(" ", 1)[0]
-        if stage != last["stage"]:
-            last["stage"] = stage
-            print(f"{fraction:5.1%} {message}", file=sys.stderr)
+        if report.stage != last["stage"]:
+            last["stage"] = report.stage
+            print(f"{report.fraction:5.1%} {report.message}", file=sys.stderr)
 
     def close() -> None:
         if tty:
@@ -49,8 +50,8 @@ def _progress_printer():
 
 def _folder_samples(root: Path, what: str):
     """Samples from DATA_DIR/<label>/<image>; files that are not images are reported later, not fatal."""
+    from .data import Sample
     from .features import sha256_of
-    from .pipeline import Sample
 
     if not root.is_dir():
         raise UsageError(f"{what} {root} is not a folder")
@@ -112,12 +113,74 @@ def cmd_train(args) -> dict:
     keys = (
         "accuracy", "balanced_accuracy", "labels", "confusion_matrix", "per_class", "top_k_accuracy", "ece",
         "log_loss", "n_train", "n_val", "backbone", "strategy", "strategy_reason", "device", "evaluation",
-        "timings",
+        "evaluation_kind", "framing", "views", "representation", "setting_scores", "timings",
     )  # fmt: skip
     result = {k: m.get(k) for k in keys}
     result["model_dir"] = str(outcome.path)
     result["mislabeled"] = len(m.get("mislabeled", []))
     result["near_duplicates"] = len(m.get("near_duplicates", []))
+    return result
+
+
+def cmd_audit(args) -> dict:
+    """Wrong labels, copies, outliers and unreadable files in DATA_DIR, paths relative to it."""
+    from .features import DirectoryCache, default_model_cache
+    from .pipeline import audit_images
+
+    root = Path(args.data_dir)
+    labels, samples = _folder_samples(root, "DATA_DIR")
+    if len(labels) < 2:
+        raise UsageError(f"DATA_DIR has one label folder ({labels[0]}); an audit compares at least two")
+
+    def rel(sample) -> str:
+        return Path(sample.source).relative_to(root).as_posix()
+
+    paths: dict[str, list[str]] = {}
+    for sample in samples:
+        paths.setdefault(sample.key, []).append(rel(sample))
+    cache = DirectoryCache(Path(args.cache) if args.cache else default_model_cache() / "features")
+    progress = _progress_printer()
+    try:
+        outcome = audit_images(
+            samples, labels=labels, backbone=args.backbone, cache=cache, seed=args.seed, on_progress=progress
+        )
+    finally:
+        progress.close()
+    found = outcome.findings
+    first = {key: names[0] for key, names in paths.items()}
+    by_key = {s.key: s for s in outcome.samples}
+    # The same bytes under two names are the plainest copies of all (checked once, listed here).
+    exact = [{"paths": names, "similarity": 1.0} for names in paths.values() if len(names) > 1]
+    result = {
+        "mislabeled": [
+            {
+                "path": first[m["key"]],
+                "label": m["given"],
+                "suggested": m["predicted"],
+                "confidence": round(m["confidence"], 4),
+            }
+            for m in found["mislabeled"]
+        ],
+        "near_duplicates": exact
+        + [
+            {"paths": [first[d["a"]], first[d["b"]]], "similarity": d["similarity"]}
+            for d in found["near_duplicates"]
+        ],
+        "outliers": [
+            {"path": first[o["key"]], "label": by_key[o["key"]].label, "score": o["score"]}
+            for o in found["outliers"]
+        ],
+        "unreadable": [{"path": first[key], "error": error} for key, error in sorted(outcome.failed.items())],
+    }
+    counts = {name: 0 for name in labels}
+    for sample in outcome.samples:
+        counts[sample.label] += 1
+    result["counts"] = {
+        "images": len(samples),
+        "checked": len(outcome.samples),
+        "per_label": counts,
+        **{kind: len(result[kind]) for kind in ("mislabeled", "near_duplicates", "outliers", "unreadable")},
+    }
     return result
 
 
@@ -167,6 +230,8 @@ def cmd_evaluate(args) -> dict:
             "strategy_reason": trained.get("strategy_reason"),
             "device": "cpu",  # the Predictor serves through ONNX Runtime on the CPU
             "evaluation": f"DATA_DIR of {len(kept)} images",
+            "evaluation_kind": "validation_set",
+            **{key: trained.get(key) for key in ("framing", "views", "representation", "setting_scores")},
             "n_train": trained.get("n_train"),
             "n_val": len(kept),
             "skipped": len(skipped),
@@ -252,6 +317,7 @@ def cmd_export_backbone(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import DEFAULT_BACKBONE
+    from .strategies import STRATEGY_CHOICES
 
     parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="the model directory to create")
     train.add_argument("--val", help="a validation folder with the same label sub-folders")
     train.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    train.add_argument("--strategy", default="auto", choices=["auto", "linear", "partial", "full"])
+    train.add_argument("--strategy", default="auto", choices=STRATEGY_CHOICES)
     train.add_argument("--cache", help="feature cache directory (default: PINHOLE_MODEL_CACHE/features)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -277,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--top-k", type=int, default=5)
     predict.set_defaults(func=cmd_predict)
+
+    audit = sub.add_parser(
+        "audit", help="find wrong labels, copies and outliers in DATA_DIR/<label>/<images>"
+    )
+    audit.add_argument("data_dir")
+    audit.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    audit.add_argument("--cache", help="feature cache directory (default: PINHOLE_MODEL_CACHE/features)")
+    audit.add_argument("--seed", type=int, default=0)
+    audit.set_defaults(func=cmd_audit)
 
     recognize = sub.add_parser("recognize", help="the pretrained network's own ImageNet top-k")
     recognize.add_argument("images", nargs="+")

@@ -84,6 +84,7 @@ def _nn():
 
 
 def _make_backbone_net_class():
+    import torch
     import torch.nn as nn
 
     class BackboneNet(nn.Module):
@@ -117,6 +118,25 @@ def _make_backbone_net_class():
             for block in self.blocks:
                 x = block(x)
             return self.head(x)
+
+        def forward_with_taps(
+            self, x: torch.Tensor, taps: tuple[int, ...]
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            """Features and what earlier blocks see.
+
+            Args:
+                x: [N, 3, H, W] normalised images.
+                taps: indices of the blocks whose output is average-pooled (Backbone.taps).
+            Returns:
+                (pooled features [N, feature_dim], the taps' pooled outputs concatenated [N, sum of widths]).
+            """
+            x = self.stem(x)
+            pooled = []
+            for index, block in enumerate(self.blocks):
+                x = block(x)
+                if index in taps:
+                    pooled.append(x.mean(dim=(2, 3)))
+            return self.head(x), torch.cat(pooled, dim=1)
 
         def imagenet_logits(self, features: torch.Tensor) -> torch.Tensor:
             """Args: features: [N, feature_dim] from `forward`. Returns: ImageNet logits [N, 1000]."""
@@ -396,6 +416,16 @@ class Backbone:
     weights_file: str = ""
     weights_url: str | None = None
     source: str = "torchvision"
+    # Blocks whose average-pooled outputs join the features when a head reads several depths: the last
+    # block of each resolution stage before the final one (strokes, textures and parts that the last
+    # layer's pooled vector has already abstracted away), and their widths.
+    taps: tuple[int, ...] = ()
+    tap_dims: tuple[int, ...] = ()
+
+    @property
+    def depth_dim(self) -> int:
+        """Width of the multi-depth vector: the features, then every tap's pooled output."""
+        return self.feature_dim + sum(self.tap_dims)
 
     @property
     def cache_key(self) -> str:
@@ -490,6 +520,7 @@ def _torchvision_entry(
     resize: int,
     interpolation: str,
     notes: str,
+    taps: dict[int, int],
 ) -> Backbone:
     # Values copied from torchvision's Weights metadata (transforms, url, metrics) so listing
     # backbones needs no torchvision import; a test checks they still match the installed torchvision.
@@ -504,6 +535,8 @@ def _torchvision_entry(
         weights_file=file,
         weights_url=f"https://download.pytorch.org/models/{file}",
         source="torchvision",
+        taps=tuple(taps),
+        tap_dims=tuple(taps.values()),
     )
 
 
@@ -524,6 +557,8 @@ BACKBONES: dict[str, Backbone] = {
         weights_file="efficientnet-lite0-57934424.pth",
         weights_url=None,
         source="package",
+        taps=(2, 4, 7, 10, 14, 15),
+        tap_dims=(24, 40, 80, 112, 192, 320),
     ),
     "resnet18": _torchvision_entry(
         "resnet18",
@@ -533,6 +568,7 @@ BACKBONES: dict[str, Backbone] = {
         256,
         "bilinear",
         "ImageNet top-1 69.8%, 1.8 GFLOPs, 11.7M parameters: small features, quick, less accurate.",
+        {1: 64, 3: 128, 5: 256},
     ),
     "resnet50": _torchvision_entry(
         "resnet50",
@@ -542,6 +578,7 @@ BACKBONES: dict[str, Backbone] = {
         232,
         "bilinear",
         "ImageNet top-1 80.9%, 4.1 GFLOPs, 25.6M parameters: accurate, about 5x slower than Lite0 on a CPU.",
+        {2: 256, 6: 512, 12: 1024},
     ),
     "mobilenet_v3_large": _torchvision_entry(
         "mobilenet_v3_large",
@@ -551,6 +588,7 @@ BACKBONES: dict[str, Backbone] = {
         232,
         "bilinear",
         "ImageNet top-1 75.3%, 0.22 GFLOPs, 5.5M parameters: the lightest, good on a CPU.",
+        {2: 24, 5: 40, 9: 80, 11: 112, 14: 160},
     ),
     "efficientnet_b0": _torchvision_entry(
         "efficientnet_b0",
@@ -560,6 +598,7 @@ BACKBONES: dict[str, Backbone] = {
         256,
         "bicubic",
         "ImageNet top-1 77.7%, 0.39 GFLOPs, 5.3M parameters: Lite0's bigger sibling (swish, SE blocks).",
+        {2: 24, 4: 40, 7: 80, 10: 112, 14: 192, 15: 320},
     ),
     "convnext_tiny": _torchvision_entry(
         "convnext_tiny",
@@ -569,6 +608,7 @@ BACKBONES: dict[str, Backbone] = {
         236,
         "bilinear",
         "ImageNet top-1 82.5%, 4.5 GFLOPs, 28.6M parameters: the most accurate here; best with a GPU.",
+        {2: 96, 5: 192, 14: 384},
     ),
 }
 

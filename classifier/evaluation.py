@@ -7,19 +7,60 @@ dicts) so they can go straight into a model version's manifest.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 
 import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    log_loss,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
 
 from .errors import TrainingError
 from .heads import LinearHead, stratified_folds
 
 ECE_BINS = 15
-_PROB_FLOOR = 1e-15
 
 
-def _as_indices(y, labels: Sequence[str]) -> np.ndarray:
-    """Labels given as names or as indices into `labels`, returned as int indices."""
+class EvaluationKind(StrEnum):
+    """How a version's scores were measured; every kind scores images the scored model never saw."""
+
+    VALIDATION_SET = "validation_set"  # a separate folder the caller held out
+    FROZEN_TEST = "frozen_test"  # the caller's frozen test split (the site's, chosen by content hash)
+    HOLDOUT = "holdout"  # a stratified 20 % holdout chosen here
+    CROSS_VALIDATION = "cross_validation"  # out-of-fold answers, for sets too small to hold images out
+
+
+def evaluation_kind(metrics: dict) -> EvaluationKind | None:
+    """The evaluation kind of a version's metrics, also for versions written before it was recorded.
+
+    Args:
+        metrics: a version's metrics dict.
+    Returns:
+        the kind, or None when the metrics do not say.
+    """
+    kind = metrics.get("evaluation_kind")
+    if kind:
+        return EvaluationKind(kind)
+    legacy = str(metrics.get("evaluation") or "")  # versions before format 2 said it in words only
+    for prefix, found in (
+        ("frozen test split", EvaluationKind.FROZEN_TEST),
+        ("validation set", EvaluationKind.VALIDATION_SET),
+        ("stratified holdout", EvaluationKind.HOLDOUT),
+        ("cross-validation", EvaluationKind.CROSS_VALIDATION),
+    ):
+        if legacy.startswith(prefix):
+            return found
+    return None
+
+
+def as_indices(y, labels: Sequence[str]) -> np.ndarray:
+    """Args: y: labels as names or as indices into `labels`. Returns: int64 indices."""
     y = np.asarray(y)
     if y.dtype.kind in "iu":
         if y.size and (y.min() < 0 or y.max() >= len(labels)):
@@ -70,49 +111,54 @@ def evaluate(y_true, proba, labels: Sequence[str], top_k: Sequence[int] | None =
     labels = [str(v) for v in labels]
     k = len(labels)
     proba = np.asarray(proba, dtype=np.float64)
-    yt = _as_indices(y_true, labels)
+    yt = as_indices(y_true, labels)
     if proba.ndim != 2 or proba.shape != (len(yt), k):
         raise ValueError(f"proba must have shape ({len(yt)}, {k}), got {proba.shape}")
     n = len(yt)
     if n == 0:
         raise ValueError("cannot evaluate on zero samples")
     pred = proba.argmax(axis=1)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (yt, pred), 1)
-
-    per_class = {}
-    recalls = []
-    for i, name in enumerate(labels):
-        tp = int(cm[i, i])
-        support = int(cm[i].sum())
-        predicted = int(cm[:, i].sum())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
-        if support:
-            recalls.append(recall)
-
+    classes = np.arange(k)
+    cm = confusion_matrix(yt, pred, labels=classes)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        yt, pred, labels=classes, zero_division=0.0
+    )
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(labels)
+    }
     if top_k is None:
         top_k = [t for t in (1, 2, 3, 5) if t == 1 or t < k]
-    # Stable sort on negated probabilities: ties resolve to the lower index, as argmax does.
-    order = np.argsort(-proba, axis=1, kind="stable")
-    rank_of_true = np.argmax(order == yt[:, None], axis=1)
-    top_k_accuracy = {int(t): float(np.mean(rank_of_true < t)) for t in top_k}
-
-    p_true = np.clip(proba[np.arange(n), yt], _PROB_FLOOR, 1.0)
+    top_k_accuracy = {int(t): _top_k_accuracy(yt, pred, proba, int(t)) for t in top_k}
+    with warnings.catch_warnings():
+        # Labels predicted but absent from y_true are expected on small test splits; the score is
+        # averaged over the labels present, as the page explains.
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = balanced_accuracy_score(yt, pred)
     return {
         "n": int(n),
         "labels": labels,
-        "accuracy": float(np.trace(cm) / n),
-        # Averaged over the classes present in y_true, as sklearn's balanced_accuracy_score does.
-        "balanced_accuracy": float(np.mean(recalls)),
+        "accuracy": float(accuracy_score(yt, pred)),
+        "balanced_accuracy": float(balanced),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
         "top_k_accuracy": top_k_accuracy,
         "ece": expected_calibration_error(yt, proba),
-        "log_loss": float(-np.mean(np.log(p_true))),
+        "log_loss": float(log_loss(yt, proba, labels=classes)),
     }
+
+
+def _top_k_accuracy(yt: np.ndarray, pred: np.ndarray, proba: np.ndarray, t: int) -> float:
+    if t == 1:
+        return float(accuracy_score(yt, pred))
+    if t >= proba.shape[1]:
+        return 1.0  # every label is among the top t
+    return float(top_k_accuracy_score(yt, proba, k=t, labels=np.arange(proba.shape[1])))
 
 
 def holdout_split(y, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +222,7 @@ def kfold_evaluate(
     """
     labels = [str(v) for v in labels]
     X = np.asarray(X)
-    yi = _as_indices(y, labels)
+    yi = as_indices(y, labels)
     if groups is not None:
         groups = np.asarray(groups)
         _, first = np.unique(groups, return_index=True)

@@ -12,17 +12,26 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import TrainingError
 from .heads import LinearHead
 
+# Largest difference in any probability allowed between the exported graph and the trained model.
+EXPORT_TOLERANCE = 1e-4
+# Cached features may come from a GPU worker in half precision: the served network's must point the same
+# way, loosely.
+MIN_FEATURE_COSINE = 0.99
 
-def serving_module(net, head: LinearHead):
-    """A torch module computing exactly head.predict_proba(net(x)), and the features.
+
+def serving_module(net, head: LinearHead, taps: tuple[int, ...] = ()):
+    """A torch module computing exactly head.predict_proba(features), and the features.
 
     Args:
         net: a BackboneNet (its tail may be adapted by the partial / full strategies).
         head: a fitted LinearHead on that net's features.
+        taps: blocks whose pooled outputs the head also reads (after the features), or () for none.
     Returns:
-        torch.nn.Module mapping image [N,3,H,W] -> (probabilities [N,K], features [N,D]).
+        torch.nn.Module mapping image [N,3,H,W] -> (probabilities [N,K], features [N,D]), the features
+        being what the head reads.
     """
     import torch
 
@@ -37,7 +46,11 @@ def serving_module(net, head: LinearHead):
             self.l2 = bool(head.l2_normalize)
 
         def forward(self, image):
-            features = self.net(image)
+            if taps:
+                last, pooled = self.net.forward_with_taps(image, taps)
+                features = torch.cat([last, pooled], dim=1)
+            else:
+                features = self.net(image)
             u = features
             if self.l2:
                 u = features / torch.clamp(torch.linalg.vector_norm(features, dim=1, keepdim=True), min=1e-12)
@@ -47,7 +60,7 @@ def serving_module(net, head: LinearHead):
     return Serving().eval()
 
 
-def export_serving_onnx(net, head: LinearHead, path: Path, crop: int) -> Path:
+def export_serving_onnx(net, head: LinearHead, path: Path, crop: int, *, taps: tuple[int, ...] = ()) -> Path:
     """Write the serving graph to `path` (dynamic batch size).
 
     Args:
@@ -55,17 +68,18 @@ def export_serving_onnx(net, head: LinearHead, path: Path, crop: int) -> Path:
         head: fitted LinearHead.
         path: destination .onnx file.
         crop: input height and width.
+        taps: as in serving_module.
     Returns:
         path.
     """
     from .features import export_onnx
 
-    module = serving_module(net, head)
+    module = serving_module(net, head, taps)
     export_onnx(module, Path(path), crop, output_names=["probabilities", "features"])
     return Path(path)
 
 
-def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path) -> Path:
+def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path, *, with_taps: bool = False) -> Path:
     """Serving graph for the linear strategy without re-tracing the backbone: append the head's nodes.
 
     The extractor's cached backbone graph (outputs `features` and `logits`) already computed every
@@ -73,9 +87,11 @@ def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path) -> Path:
     seconds, and the served network is then exactly the one the head was trained on.
 
     Args:
-        backbone_onnx: the extractor's exported backbone.
+        backbone_onnx: the extractor's exported backbone (outputs features, logits and taps).
         head: fitted LinearHead on its features.
         path: destination .onnx file.
+        with_taps: the head reads the features and then the taps; the graph's `features` output is then
+            that concatenation, so a Predictor's unknown score sees what the head saw.
     Returns:
         path.
     """
@@ -89,6 +105,13 @@ def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path) -> Path:
         graph.node.remove(node)
     for output in [o for o in graph.output if o.name != "features"]:
         graph.output.remove(output)
+    if with_taps:
+        # The pooled last layer becomes an inner tensor; `features` is now it followed by the taps.
+        for node in graph.node:
+            node.output[:] = ["pinhole_last" if name == "features" else name for name in node.output]
+            node.input[:] = ["pinhole_last" if name == "features" else name for name in node.input]
+        graph.node.append(helper.make_node("Concat", ["pinhole_last", "taps"], ["features"], axis=1))
+        graph.output[0].type.tensor_type.shape.dim[1].dim_value = head.coef_.shape[1]
     W, b = head.as_affine()
     graph.initializer.extend(
         [
@@ -118,3 +141,69 @@ def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path) -> Path:
     onnx.save(model, str(tmp))
     tmp.replace(path)
     return path
+
+
+def check_serving_export(
+    onnx_path: Path, net, head: LinearHead, sources: list, prep, *, taps: tuple[int, ...] = ()
+) -> None:
+    """The exported graph must give the torch model's answers on real inputs before anything ships it.
+
+    Args:
+        onnx_path: the exported serving graph.
+        net: the network it was exported from.
+        head: the head it carries.
+        sources: a few training images.
+        prep: the backbone's preprocessing.
+        taps: as in serving_module.
+    Raises:
+        TrainingError: a probability differs by more than EXPORT_TOLERANCE.
+    """
+    if not sources:
+        return
+    import torch
+
+    from .features import INPUT_NAME, make_session
+    from .finetune import images_tensor
+
+    batch = images_tensor(sources, prep)
+    with torch.inference_mode():
+        expected = serving_module(net, head, taps)(batch)[0].numpy()
+    got = make_session(onnx_path).run(["probabilities"], {INPUT_NAME: batch.numpy()})[0]
+    worst = float(np.abs(expected - got).max())
+    if worst > EXPORT_TOLERANCE:
+        raise TrainingError(f"the exported model disagrees with the trained one (max difference {worst:.2g})")
+
+
+def check_appended_head(onnx_path: Path, head: LinearHead, sources: list, cached: list, prep) -> None:
+    """The appended head must reproduce the trained head, on features that match the cached ones.
+
+    Args:
+        onnx_path: the serving graph from append_head_onnx.
+        head: the head it carries.
+        sources: a few training images.
+        cached: their cached feature vectors (what the head was trained on).
+        prep: the backbone's preprocessing.
+    Raises:
+        TrainingError: a probability differs by more than EXPORT_TOLERANCE, or the graph's features
+            point elsewhere than the cached ones (the cache holds another network's vectors).
+    """
+    if not sources:
+        return
+    from .features import INPUT_NAME, make_session
+    from .predict import preprocess_batch
+
+    probabilities, features = make_session(onnx_path).run(
+        ["probabilities", "features"], {INPUT_NAME: preprocess_batch(sources, prep)}
+    )
+    worst = float(np.abs(head.predict_proba(features) - probabilities).max())
+    if worst > EXPORT_TOLERANCE:
+        raise TrainingError(f"the exported head disagrees with the trained one (max difference {worst:.2g})")
+    reference = np.stack(cached)
+    cosine = np.sum(features * reference, axis=1) / (
+        np.linalg.norm(features, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12
+    )
+    if float(cosine.min()) < MIN_FEATURE_COSINE:
+        raise TrainingError(
+            "the exported network's features differ from the cached ones "
+            f"(cosine {float(cosine.min()):.3f}); the feature cache may hold another network's vectors"
+        )

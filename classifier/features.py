@@ -8,6 +8,8 @@ image bytes and the backbone's cache key, so a retrain never extracts an image t
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from classifier.backbones import DEFAULT_BACKBONE, Backbone, get_backbone, imagenet_categories
+from classifier.data import resolve
 from classifier.errors import BackboneUnavailable, ImageError
 from classifier.preprocessing import Source, load_rgb, preprocess
 
@@ -33,9 +36,12 @@ ProgressCallback = Callable[[float, str], None]
 
 # Bump when the exported graph changes for the same weights (wrapper outputs, opset, padding code),
 # so stale cached ONNX files are not reused.
-_EXPORT_VERSION = 2
+_EXPORT_VERSION = 3
 _OPSET = 17
 INPUT_NAME = "images"
+# Cached vectors hold the pooled features and then every tap's pooled output (Backbone.depth_dim wide);
+# the suffix keeps them apart from vectors cached before that layout.
+DEPTHS_LAYOUT = "+depths1"
 
 
 def sha256_of(data: bytes) -> str:
@@ -239,19 +245,19 @@ def make_session(path: str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def _features_and_logits(net):
+def _features_logits_taps(net, taps: tuple[int, ...]):
     import torch
 
-    class FeaturesAndLogits(torch.nn.Module):
+    class FeaturesLogitsTaps(torch.nn.Module):
         def __init__(self, net):
             super().__init__()
             self.net = net
 
         def forward(self, x):
-            features = self.net(x)
-            return features, self.net.imagenet_logits(features)
+            features, pooled = self.net.forward_with_taps(x, taps)
+            return features, self.net.imagenet_logits(features), pooled
 
-    return FeaturesAndLogits(net).eval()
+    return FeaturesLogitsTaps(net).eval()
 
 
 def _state_digest(net) -> str:
@@ -265,6 +271,19 @@ def _state_digest(net) -> str:
 # --- extraction -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ImageHash:
+    """A per-image hash computed from the decoded picture (the audit's perceptual hash).
+
+    Attributes:
+        key: what cached hashes are keyed by, instead of a backbone key (bump it when `compute` changes).
+        compute: upright RGB PIL image -> 1-D array.
+    """
+
+    key: str
+    compute: Callable[[Any], np.ndarray]
+
+
 @dataclass
 class ExtractionResult:
     """What `extract_items` did: vectors for every usable image, messages for the rest."""
@@ -273,6 +292,7 @@ class ExtractionResult:
     failed: dict[str, str] = field(default_factory=dict)
     n_extracted: int = 0
     n_cached: int = 0
+    hashes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -280,6 +300,7 @@ class _BatchResult:
     indices: list[int]
     results: list[np.ndarray]
     errors: list[tuple[int, Exception]]
+    hashes: list[np.ndarray] = field(default_factory=list)
 
 
 class _DecodeJob:
@@ -294,14 +315,15 @@ class _DecodeJob:
         for future in self.futures:
             future.cancel()
 
-    def collect(self) -> tuple[list[int], list, list]:
-        indices, arrays, errors = [], [], []
+    def collect(self) -> tuple[list[int], list, list, list]:
+        indices, arrays, errors, hashes = [], [], [], []
         for future in self.futures:
-            i, a, e = future.result()
+            i, a, e, h = future.result()
             indices += i
             arrays += a
             errors += e
-        return indices, arrays, errors
+            hashes += h
+        return indices, arrays, errors, hashes
 
 
 class Extractor:
@@ -316,6 +338,7 @@ class Extractor:
         engine: "auto" (ONNX Runtime on CPU, torch on CUDA), "onnx" or "torch" (eager, for comparison).
         mirrored: extract features of the horizontally mirrored images (training augmentation),
             cached under their own key.
+        framing: "crop" (the backbone's centre crop) or "full" (the whole frame); cached apart.
     """
 
     def __init__(
@@ -328,10 +351,13 @@ class Extractor:
         pretrained: bool = True,
         engine: str = "auto",
         mirrored: bool = False,
+        framing: str = "crop",
     ):
         self.backbone = get_backbone(backbone)
         self.mirrored = mirrored
         self.preprocessing = self.backbone.preprocessing
+        if framing != self.preprocessing.framing:
+            self.preprocessing = dataclasses.replace(self.preprocessing, framing=framing)
         self.pretrained = pretrained
         self.threads = threads or cpu_count()
         self.onnx_dir = Path(onnx_dir) if onnx_dir else default_model_cache() / "onnx"
@@ -345,9 +371,27 @@ class Extractor:
         if engine == "onnx" and device != "cpu":
             raise ValueError("the ONNX engine runs on the CPU; use engine='torch' for CUDA")
         self.engine = engine
+        self.hash_fn: Callable[[Any], np.ndarray] | None = None
         self._net = None
         self._session = None
         self._lock = threading.Lock()
+
+    def variant(self, *, framing: str | None = None, mirrored: bool | None = None) -> Extractor:
+        """The same loaded network and session with another framing or mirroring (cached apart).
+
+        Args:
+            framing: "crop" or "full" (None: unchanged).
+            mirrored: mirror the images (None: unchanged).
+        Returns:
+            a shallow copy of this extractor.
+        """
+        self._ensure_ready()
+        other = copy.copy(self)
+        if framing is not None:
+            other.preprocessing = dataclasses.replace(self.preprocessing, framing=framing)
+        if mirrored is not None:
+            other.mirrored = mirrored
+        return other
 
     # -- model ------------------------------------------------------------------------------------
 
@@ -371,10 +415,10 @@ class Extractor:
             _export_in_subprocess(self.backbone.name, self.onnx_dir)
         if not path.is_file():
             export_onnx(
-                _features_and_logits(self.net),
+                _features_logits_taps(self.net, self.backbone.taps),
                 path,
                 crop,
-                output_names=("features", "logits"),
+                output_names=("features", "logits", "taps"),
                 metadata={
                     "pinhole_backbone": self.backbone.name,
                     "pinhole_weights_id": self.backbone.weights_id,
@@ -415,43 +459,53 @@ class Extractor:
         net = self._net
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-            if self.device.startswith("cuda"):
+            cuda = self.device.startswith("cuda")
+            if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.float16):
-                    features = net(x)
-                    logits = net.imagenet_logits(features) if "logits" in outputs else None
-            else:
-                features = net(x)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+                features, taps = net.forward_with_taps(x, self.backbone.taps)
                 logits = net.imagenet_logits(features) if "logits" in outputs else None
-            result = {"features": features, "logits": logits}
+            result = {"features": features, "logits": logits, "taps": taps}
             return [result[name].float().cpu().numpy() for name in outputs]
 
     # -- pipeline ---------------------------------------------------------------------------------
 
     @property
     def cache_key(self) -> str:
-        """What cached vectors are keyed by: the backbone, and whether the images were mirrored."""
-        return self.backbone.cache_key + ("+mirrored" if self.mirrored else "")
+        """What cached vectors are keyed by: the backbone, the vector's layout (the pooled features, then
+        the taps' pooled outputs), and whether the images were mirrored."""
+        framing = "" if self.preprocessing.framing == "crop" else f"+{self.preprocessing.framing}"
+        return self.backbone.cache_key + DEPTHS_LAYOUT + framing + ("+mirrored" if self.mirrored else "")
 
     def _decode(self, source: Source) -> np.ndarray:
-        array = preprocess(load_rgb(source, target_size=self.preprocessing.resize), self.preprocessing)
-        # Mirrored copies are training augmentation: a bee facing left is still a bee.
-        return np.ascontiguousarray(array[:, :, ::-1]) if self.mirrored else array
+        return self._decode_item(source)[0]
 
-    def _decode_many(self, sources: Sequence[Source], start: int) -> tuple[list[int], list, list]:
-        indices, arrays, errors = [], [], []
+    def _decode_item(self, source: Source) -> tuple[np.ndarray, np.ndarray | None]:
+        # A callable source is read here, in the lane that decodes its batch: never all up front.
+        image = load_rgb(resolve(source), target_size=self.preprocessing.resize)
+        image_hash = self.hash_fn(image) if self.hash_fn is not None else None
+        array = preprocess(image, self.preprocessing)
+        # Mirrored copies are training augmentation: a bee facing left is still a bee.
+        return (np.ascontiguousarray(array[:, :, ::-1]) if self.mirrored else array), image_hash
+
+    def _decode_many(self, sources: Sequence[Source], start: int) -> tuple[list[int], list, list, list]:
+        indices, arrays, errors, hashes = [], [], [], []
         for offset, source in enumerate(sources):
             try:
-                arrays.append(self._decode(source))
-                indices.append(start + offset)
+                array, image_hash = self._decode_item(source)
             except (ImageError, OSError) as e:
                 errors.append((start + offset, e))
-        return indices, arrays, errors
+                continue
+            arrays.append(array)
+            indices.append(start + offset)
+            if image_hash is not None:
+                hashes.append(image_hash)
+        return indices, arrays, errors, hashes
 
     def _lane_task(self, sources: Sequence[Source], start: int, outputs: Sequence[str]) -> _BatchResult:
-        indices, arrays, errors = self._decode_many(sources, start)
+        indices, arrays, errors, hashes = self._decode_many(sources, start)
         results = self._infer(np.stack(arrays), outputs) if arrays else []
-        return _BatchResult(indices, results, errors)
+        return _BatchResult(indices, results, errors, hashes)
 
     def _pipeline(
         self,
@@ -459,8 +513,8 @@ class Extractor:
         batch_size: int,
         outputs: Sequence[str],
         on_error: Callable[[int, Exception], None] | None,
-    ) -> Iterable[tuple[list[int], list[np.ndarray]]]:
-        """Yields (indices, outputs) per batch, in order, while later batches decode and run.
+    ) -> Iterable[tuple[list[int], list[np.ndarray], list[np.ndarray]]]:
+        """Yields (indices, outputs, image hashes) per batch, in order, while later batches decode and run.
 
         ONNX: each of `threads` lanes decodes and infers a whole batch. Torch: a decoding pool
         prepares the next batch while the device runs the current one.
@@ -489,16 +543,16 @@ class Extractor:
                         pending.append(submit(starts[next_batch]))
                         next_batch += 1
                     if isinstance(job, _DecodeJob):
-                        indices, arrays, errors = job.collect()
+                        indices, arrays, errors, hashes = job.collect()
                         results = self._infer(np.stack(arrays), outputs) if arrays else []
-                        batch = _BatchResult(indices, results, errors)
+                        batch = _BatchResult(indices, results, errors, hashes)
                     else:
                         batch = job.result()
                     for index, error in batch.errors:
                         if on_error is None:
                             raise error
                         on_error(index, error)
-                    yield batch.indices, batch.results
+                    yield batch.indices, batch.results, batch.hashes
             finally:
                 for job in pending:
                     job.cancel()
@@ -530,7 +584,7 @@ class Extractor:
         return out
 
     def _batches(self, sources, batch_size, outputs, on_error):
-        for indices, results in self._pipeline(sources, batch_size, outputs, on_error):
+        for indices, results, _hashes in self._pipeline(sources, batch_size, outputs, on_error):
             if indices:
                 yield indices, results
 
@@ -541,17 +595,22 @@ class Extractor:
         *,
         batch_size: int = 32,
         on_progress: ProgressCallback | None = None,
+        image_hash: ImageHash | None = None,
     ) -> ExtractionResult:
         """Extracts only what the cache lacks; unreadable images are reported, not fatal.
 
         Args:
-            items: (sha256, source) pairs; repeated shas are extracted once.
+            items: (sha256, source) pairs; repeated shas are extracted once. A source may be a callable
+                returning bytes, called only when its batch is decoded.
             cache: where vectors are looked up and new ones stored (after every batch, so a cancelled
                 or killed run keeps its progress).
             batch_size: images per inference call.
             on_progress: (fraction, message) after each batch; raising Cancelled stops the run.
+            image_hash: also compute this hash of every image (from the pixels decoded anyway), cached
+                under its own key; images whose vectors were cached are decoded for it alone.
         Returns:
-            ExtractionResult(vectors by sha, failed {sha: message}, n_extracted, n_cached).
+            ExtractionResult(vectors by sha (Backbone.depth_dim wide: the pooled features, then the taps),
+            failed {sha: message}, n_extracted, n_cached, hashes).
         """
         key = self.cache_key
         unique: dict[str, Source] = {}
@@ -561,12 +620,20 @@ class Extractor:
         if cache is not None and unique:
             result.vectors.update(cache.get_many(key, list(unique)))
             result.n_cached = len(result.vectors)
+            if image_hash is not None:
+                result.hashes.update(cache.get_many(image_hash.key, list(unique)))
         todo = [(sha, src) for sha, src in unique.items() if sha not in result.vectors]
         total = len(todo)
         if not todo:
             if on_progress is not None:
                 on_progress(1.0, f"all {len(unique)} feature vectors cached")
+            self._hash_cached(unique, result, cache, image_hash)
             return result
+        worker = self
+        if image_hash is not None:
+            self._ensure_ready()  # the copy shares the loaded network or session
+            worker = copy.copy(self)
+            worker.hash_fn = image_hash.compute
         shas = [sha for sha, _ in todo]
         sources = [src for _, src in todo]
         done = 0
@@ -578,19 +645,49 @@ class Extractor:
             )
             done += 1
 
-        for indices, results in self._pipeline(sources, batch_size, ("features",), on_error):
+        outputs = ("features", "taps")
+        for indices, results, hashes in worker._pipeline(sources, batch_size, outputs, on_error):
             new = {}
             if indices:
-                for i, vec in zip(indices, results[0], strict=True):
+                depths = np.concatenate(results, axis=1)  # the cached layout: features, then taps
+                for i, vec in zip(indices, depths, strict=True):
                     new[shas[i]] = vec.copy()
                 result.vectors.update(new)
                 result.n_extracted += len(new)
                 done += len(new)
                 if cache is not None:
                     cache.put_many(key, new)
+            if hashes:
+                new_hashes = {shas[i]: h for i, h in zip(indices, hashes, strict=True)}
+                result.hashes.update(new_hashes)
+                if cache is not None:
+                    cache.put_many(image_hash.key, new_hashes)
             if on_progress is not None:
                 on_progress(done / total, f"extracting {done}/{total}")
+        self._hash_cached(unique, result, cache, image_hash)
         return result
+
+    def _hash_cached(self, unique: dict[str, Source], result: ExtractionResult, cache, image_hash) -> None:
+        """Hashes for images whose vectors came from the cache (cached before hashes were kept)."""
+        if image_hash is None:
+            return
+        missing = [sha for sha in unique if sha in result.vectors and sha not in result.hashes]
+        if not missing:
+            return
+
+        def one(sha: str):
+            try:
+                return sha, image_hash.compute(
+                    load_rgb(resolve(unique[sha]), target_size=self.preprocessing.resize)
+                )
+            except (ImageError, OSError):
+                return sha, None  # readable once, not now: it simply has no hash
+
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pinhole-hash") as pool:
+            found = {sha: h for sha, h in pool.map(one, missing) if h is not None}
+        result.hashes.update(found)
+        if cache is not None and found:
+            cache.put_many(image_hash.key, found)
 
     def _category_names(self) -> list[str]:
         if self.engine == "onnx":

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import UnknownDetector
 from .artifacts import UNKNOWN_PREFIX, load_arrays, split_prefixed, verify_artifact
 from .errors import ArtifactError
 from .features import INPUT_NAME, make_session
 from .preprocessing import Preprocessing, load_rgb, preprocess
+from .unknown import UnknownDetector
 
 _BATCH = 32
 

@@ -78,9 +78,16 @@ _FOREIGN_MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+# How a picture is framed for the network: "crop" resizes the short side and keeps the centre (the
+# backbone's own ImageNet evaluation); "full" squeezes the whole frame into the square, keeping what sits
+# at the edges (a defect at the border of a part, a digit that fills its box).
+FRAMINGS = ("crop", "full")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """How a backbone wants its input: resize the short side, center-crop, normalise.
+    """How a backbone wants its input: frame (resize the short side and center-crop, or squeeze the
+    whole frame), normalise.
 
     Travels with the weights (backbones.py) and into every model artifact, so training and serving
     can never disagree about it.
@@ -91,12 +98,15 @@ class Preprocessing:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
+    framing: str = "crop"
 
     def __post_init__(self):
         if self.interpolation not in _RESAMPLING:
             raise ValueError(
                 f"unknown interpolation {self.interpolation!r}; use one of {sorted(_RESAMPLING)}"
             )
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"unknown framing {self.framing!r}; use one of {', '.join(FRAMINGS)}")
         if not (0 < self.crop <= self.resize):
             raise ValueError(f"crop ({self.crop}) must be positive and at most resize ({self.resize})")
 
@@ -116,6 +126,7 @@ class Preprocessing:
             mean=tuple(float(v) for v in d["mean"]),
             std=tuple(float(v) for v in d["std"]),
             interpolation=str(d.get("interpolation", "bilinear")),
+            framing=str(d.get("framing", "crop")),  # versions made before framing was chosen cropped
         )
 
 
@@ -345,7 +356,8 @@ def _scale_bias(prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
 
 
 def preprocess(image: Image.Image, prep: Preprocessing) -> np.ndarray:
-    """Resizes the short side to `prep.resize`, center-crops `prep.crop`, scales to 0..1, normalises.
+    """Resizes the short side to `prep.resize` and center-crops `prep.crop` (framing "full": squeezes the
+    whole image to crop x crop), scales to 0..1, normalises.
 
     The resize only computes the pixels that survive the crop (Pillow's `box` argument maps the crop
     back onto the source), which gives the same pixels as resize-then-crop at about half the cost.
@@ -359,9 +371,12 @@ def preprocess(image: Image.Image, prep: Preprocessing) -> np.ndarray:
     if image.mode != "RGB":
         image = _to_rgb(image)
     width, height = image.size
-    (new_w, new_h), (left, top) = resize_crop_box(width, height, prep)
-    sx, sy = width / new_w, height / new_h
-    box = (left * sx, top * sy, (left + prep.crop) * sx, (top + prep.crop) * sy)
+    if prep.framing == "full":
+        box = (0.0, 0.0, float(width), float(height))
+    else:
+        (new_w, new_h), (left, top) = resize_crop_box(width, height, prep)
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + prep.crop) * sx, (top + prep.crop) * sy)
     out = image.resize((prep.crop, prep.crop), _RESAMPLING[prep.interpolation], box=box, reducing_gap=3.0)
     scale, bias = _scale_bias(prep)
     # Channel by channel straight into the CHW result: about 5x faster than float HWC math plus a

@@ -20,8 +20,9 @@ def _modules_after(code: str) -> set[str]:
 
 
 CLASSIFIER_MODULES = (
-    "adapt", "analysis", "artifacts", "backbones", "benchmark", "errors", "evaluation", "export",
-    "features", "heads", "pipeline", "predict", "preprocessing", "training", "__main__",
+    "artifacts", "backbones", "benchmark", "data", "errors", "evaluation", "export", "features",
+    "finetune", "fit", "heads", "pipeline", "predict", "preprocessing", "progress", "strategies",
+    "unknown", "__main__",
 )  # fmt: skip
 
 

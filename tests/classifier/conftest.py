@@ -139,8 +139,8 @@ def toy_data(tmp_path_factory) -> Path:
 
 
 def toy_samples(root: Path):
+    from classifier.data import Sample
     from classifier.features import sha256_of
-    from classifier.pipeline import Sample
 
     return [
         Sample(key=sha256_of(p.read_bytes()), source=p, label=p.parent.name)

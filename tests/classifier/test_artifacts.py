@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from classifier import artifacts
-from classifier.analysis import UnknownDetector
 from classifier.artifacts import (
     FORMAT_VERSION,
     UNKNOWN_PREFIX,
@@ -24,6 +23,7 @@ from classifier.artifacts import (
 )
 from classifier.errors import ArtifactError
 from classifier.heads import LinearHead
+from classifier.unknown import UnknownDetector
 
 LABELS = ["ants", "bees"]
 
@@ -213,7 +213,7 @@ def test_loading_a_version_imports_neither_torch_nor_django(tmp_path, fitted):
     path = write(tmp_path, fitted)
     code = (
         "import sys\n"
-        "from classifier import analysis, artifacts, evaluation, heads, training\n"
+        "from classifier import artifacts, evaluation, fit, heads, pipeline, strategies, unknown\n"
         f"arrays = artifacts.load_arrays({str(path)!r})\n"
         "heads.LinearHead.from_arrays(arrays)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

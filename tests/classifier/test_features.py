@@ -83,7 +83,27 @@ def test_it_extracts_each_image_once_with_a_cache(extractor, sample_images, tmp_
         assert (second.n_extracted, second.n_cached) == (0, len(sample_images))
         assert not first.failed and not second.failed
         for sha, vec in first.vectors.items():
-            assert vec.shape == (1280,) and np.allclose(second.vectors[sha], vec)
+            # The pooled features (1280), then the pooled outputs of six earlier blocks (768).
+            assert vec.shape == (2048,) and np.allclose(second.vectors[sha], vec)
+
+
+def test_it_caches_the_features_then_what_earlier_blocks_see(extractor, sample_images):
+    result = extractor.extract_items(items_of(sample_images))
+    plain = extractor.extract(sample_images)
+    cached = np.stack([result.vectors[sha] for sha, _ in items_of(sample_images)])
+    np.testing.assert_allclose(cached[:, :1280], plain, rtol=1e-5, atol=1e-5)
+    assert cached.shape[1] == extractor.backbone.depth_dim == 1280 + sum(extractor.backbone.tap_dims)
+
+
+def test_it_caches_each_framing_apart(extractor, sample_images):
+    cache = MemoryCache()
+    full = extractor.variant(framing="full")
+    assert full.cache_key != extractor.cache_key and full.preprocessing.framing == "full"
+    assert extractor.preprocessing.framing == "crop"  # the variant leaves the original alone
+    cropped = extractor.extract_items(items_of(sample_images), cache)
+    whole = full.extract_items(items_of(sample_images), cache)
+    assert whole.n_extracted == len(sample_images)  # nothing taken from the cropped vectors
+    assert not all(np.allclose(whole.vectors[k], cropped.vectors[k]) for k in whole.vectors)
 
 
 def test_it_extracts_repeated_content_once(extractor, sample_images):

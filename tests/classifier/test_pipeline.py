@@ -1,14 +1,17 @@
 """train_model: from labelled images to a checked artifact, evaluated honestly."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from classifier.artifacts import verify_artifact
+from classifier.backbones import BACKBONES
+from classifier.data import Sample
 from classifier.errors import Cancelled, TrainingError
 from classifier.features import MemoryCache
-from classifier.pipeline import Sample, train_model
+from classifier.pipeline import STAGES, train_model
 
 
 def test_it_writes_a_checked_artifact_with_metrics(trained):
@@ -27,7 +30,7 @@ def test_it_writes_a_checked_artifact_with_metrics(trained):
 def test_it_never_extracts_an_image_twice(trained, toy_data, samples_of, tmp_path):
     again = train_model(samples_of(toy_data), tmp_path / "v2", strategy="linear", cache=trained.cache)
     assert again.metrics["timings"]["n_extracted"] == 0
-    assert again.metrics["timings"]["n_cached"] == 16
+    assert again.metrics["timings"]["n_cached"] == 32  # each image and its mirror image
 
 
 def test_it_evaluates_on_a_given_frozen_test_split(toy_data, samples_of, model_cache, tmp_path):
@@ -38,7 +41,7 @@ def test_it_evaluates_on_a_given_frozen_test_split(toy_data, samples_of, model_c
     # Scored by a model trained on the 12 others; the model that ships then learns from all 16.
     assert outcome.metrics["n_val"] == 4 and outcome.metrics["n_train"] == 16
     assert {s.key for s in outcome.test_samples} == {s.key for s in samples if s.split == "test"}
-    assert "frozen test split" in outcome.metrics["evaluation"]
+    assert outcome.metrics["evaluation_kind"] == "frozen_test"
     recorded = outcome.metrics["test_predictions"]
     assert [row["key"] for row in recorded] == [s.key for s in samples if s.split == "test"]
     assert all(row["predicted"] in ("blue", "red") and 0 <= row["confidence"] <= 1 for row in recorded)
@@ -60,8 +63,8 @@ def test_it_refuses_a_label_with_one_image(make_toy_image, model_cache, tmp_path
 
 
 def test_it_stops_when_the_progress_callback_cancels(toy_data, samples_of, model_cache, tmp_path):
-    def cancel(fraction, message):
-        if fraction > 0.3:
+    def cancel(report):
+        if report.fraction > 0.3:
             raise Cancelled("stop")
 
     with pytest.raises(Cancelled):
@@ -72,20 +75,88 @@ def test_it_stops_when_the_progress_callback_cancels(toy_data, samples_of, model
 def test_it_reports_monotonic_progress_up_to_done(toy_data, samples_of, model_cache, tmp_path):
     seen = []
     train_model(
-        samples_of(toy_data), tmp_path / "v", strategy="linear", cache=MemoryCache(),
-        on_progress=lambda f, m: seen.append((f, m)),
-    )  # fmt: skip
-    fractions = [f for f, _ in seen]
-    assert fractions == sorted(fractions) and fractions[-1] >= 0.97
-    assert any(m.startswith("extracting") for _, m in seen)
+        samples_of(toy_data), tmp_path / "v", strategy="linear", cache=MemoryCache(), on_progress=seen.append
+    )
+    fractions = [r.fraction for r in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # The probe that chooses the framing extracts first; the extraction step then finds it all cached.
+    assert any(r.stage == "choose" and "extracting" in r.message for r in seen)
+    assert any(r.stage == "extract" and r.message.endswith("feature vectors cached") for r in seen)
+    stages = list(dict.fromkeys(r.stage for r in seen))
+    assert stages == [s for s in STAGES if s in stages]  # in the planned order, each once
+
+
+def test_it_moves_the_bar_through_the_mirrored_pass(toy_data, samples_of, model_cache, tmp_path):
+    seen = []
+    train_model(
+        samples_of(toy_data), tmp_path / "v", strategy="linear", cache=MemoryCache(), on_progress=seen.append
+    )
+    mirrored = [r.fraction for r in seen if r.stage == "mirror"]
+    extracted = [r.fraction for r in seen if r.stage == "extract"]
+    assert mirrored, "the mirrored pass reported nothing"
+    assert min(mirrored) >= max(extracted) and max(mirrored) > max(extracted)
+
+
+def test_it_counts_mirrored_images_in_its_extraction_rate(toy_data, samples_of, model_cache, tmp_path):
+    outcome = train_model(samples_of(toy_data), tmp_path / "v", strategy="linear", cache=MemoryCache())
+    timings = outcome.metrics["timings"]
+    # 16 images and their mirror images, cropped and whole (the framing is chosen on all four), all in
+    # extract_s.
+    assert timings["n_extracted"] == 64
+    assert timings["images_per_s"] == pytest.approx(64 / timings["extract_s"], abs=0.2)
+
+
+def test_it_reads_images_from_remote_storage_batch_by_batch(make_toy_image, model_cache, tmp_path):
+    reads = []
+
+    def remote(data):
+        def read():
+            reads.append(len(data))
+            return data
+
+        return read
+
+    samples = [
+        Sample(key=f"{i:064x}", source=remote(make_toy_image(colour, i)), label=colour)
+        for colour in ("red", "blue")
+        for i in range(48)
+    ]
+    reads_at_first_batch = []
+
+    def watch(report):
+        if report.stage in ("choose", "extract") and report.fraction > 0 and not reads_at_first_batch:
+            reads_at_first_batch.append(len(reads))
+
+    train_model(
+        samples, tmp_path / "v", strategy="linear", augment=False, cache=MemoryCache(), on_progress=watch
+    )
+    assert reads_at_first_batch and reads_at_first_batch[0] < len(samples)
 
 
 @pytest.mark.slow
-def test_it_adapts_the_last_blocks_with_the_partial_strategy(toy_data, samples_of, model_cache, tmp_path):
-    outcome = train_model(samples_of(toy_data), tmp_path / "v", strategy="partial", cache=MemoryCache())
-    assert outcome.metrics["strategy"] == "partial"
+@pytest.mark.parametrize("strategy", ["partial", "full"])
+def test_it_ships_what_it_evaluated_refitted_the_same_way(
+    strategy, toy_data, samples_of, model_cache, tmp_path
+):
+    # Five images per label, two of them in a frozen test split: the smallest set both fits can run on.
+    samples = [s for s in samples_of(toy_data) if int(s.source.stem[-1]) < 5]
+    for sample in samples:
+        sample.split = "test" if int(sample.source.stem[-1]) < 2 else "train"
+    # The same network on 64-pixel crops: adapting it on a CPU then takes seconds, not minutes.
+    small = dataclasses.replace(
+        BACKBONES["efficientnet_lite0"],
+        preprocessing=dataclasses.replace(BACKBONES["efficientnet_lite0"].preprocessing, resize=72, crop=64),
+    )
+    outcome = train_model(
+        samples, tmp_path / "v", backbone=small, strategy=strategy, holdout="given", cache=MemoryCache()
+    )
+    assert outcome.metrics["strategy"] == strategy and outcome.metrics["n_val"] == 4
     assert (outcome.path / "tail.safetensors").is_file()
-    assert outcome.metrics["accuracy"] >= 0.8
+    # The serving network was adapted on all 10 images, and its head is the layer trained with it
+    # (calibrated on the inner split), as in the evaluated model; not a new head fitted afterwards.
+    training = outcome.metrics["training"]
+    assert training["n_train"] == 10 and outcome.metrics["n_train"] == 10
+    assert training["calibrated_on"] == "inner validation split"
 
 
 @pytest.mark.slow

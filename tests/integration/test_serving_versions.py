@@ -20,7 +20,8 @@ QUERY = png(RED, 4242)
 
 @pytest.fixture(scope="module")
 def trained_artifacts(tmp_path_factory):
-    from classifier.pipeline import Sample, train_model
+    from classifier.data import Sample
+    from classifier.pipeline import train_model
 
     folder = tmp_path_factory.mktemp("artifacts")
     artifacts = []

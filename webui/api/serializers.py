@@ -10,6 +10,7 @@ from django.db.models import Case, CharField, Count, OuterRef, Subquery, Value, 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from classifier.strategies import STRATEGY_CHOICES
 from webui.projects.models import Image, Label, Membership, Project, Role, SplitHint
 from webui.training.models import ModelVersion, TrainingRun
 
@@ -211,7 +212,7 @@ class ImageUpdateSerializer(serializers.Serializer):
 
 class TrainSerializer(serializers.Serializer):
     backbone = StrictCharField(required=False, max_length=64)
-    strategy = serializers.ChoiceField(choices=["auto", "linear", "partial", "full"], required=False)
+    strategy = serializers.ChoiceField(choices=STRATEGY_CHOICES, required=False)
     seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
 

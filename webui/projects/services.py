@@ -25,6 +25,8 @@ from PIL import Image as PILImage
 
 from classifier.errors import ImageError
 from classifier.preprocessing import EXTENSIONS, inspect_image
+from classifier.strategies import MIN_PER_LABEL, USEFUL_PER_LABEL
+from classifier.strategies import MIN_PER_LABEL_PARTIAL as ADAPT_PER_LABEL
 from webui.projects.models import Image, Label, Membership, Project
 
 log = logging.getLogger(__name__)
@@ -469,10 +471,6 @@ def accept_suggestions(project: Project, version, threshold: float, *, limit: in
 
 # --- data health ----------------------------------------------------------------------------------
 
-MIN_PER_LABEL = 2  # what training refuses below
-USEFUL_PER_LABEL = 10
-ADAPT_PER_LABEL = 30
-
 
 def data_health(project: Project) -> dict:
     """What a person should know before training: per-label readiness, imbalance, engine findings."""
@@ -489,7 +487,7 @@ def data_health(project: Project) -> dict:
         elif n < ADAPT_PER_LABEL:
             status, note = "ok", f"{USEFUL_PER_LABEL}+ images: enough for a useful model"
         else:
-            status, note = "great", f"{ADAPT_PER_LABEL}+ images: enough to adapt the network itself"
+            status, note = "great", f"{ADAPT_PER_LABEL}+ images: enough for a GPU worker to adapt the network"
         rows.append({"label": label, "count": n, "status": status, "note": note})
     populated = [r["count"] for r in rows if r["count"] > 0]
     ready = sum(1 for r in rows if r["count"] >= MIN_PER_LABEL)

@@ -14,7 +14,6 @@ import logging
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -27,14 +26,14 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from classifier.errors import Cancelled, ClassifierError, TrainingError
+from classifier.progress import ProgressReport
+from classifier.strategies import STRATEGY_CHOICES
 from webui.projects.models import Image, Project
 from webui.training.artifacts import artifact_prefix, store_artifact
 from webui.training.featurecache import DatabaseFeatureCache
 from webui.training.models import FINAL_STATES, InvalidTransition, ModelVersion, RunStatus, TrainingRun
 
 log = logging.getLogger(__name__)
-
-STRATEGIES = ("auto", "linear", "partial", "full")
 
 
 class TrainingRefused(Exception):
@@ -74,8 +73,8 @@ def normalise_params(project: Project, params: dict | None) -> dict:
     if backbone not in BACKBONES:
         raise TrainingRefused(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     strategy = params.get("strategy") or "auto"
-    if strategy not in STRATEGIES:
-        raise TrainingRefused(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy not in STRATEGY_CHOICES:
+        raise TrainingRefused(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGY_CHOICES)}")
     seed = params.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise TrainingRefused("seed must be a whole number from 0 to 2147483647")
@@ -234,23 +233,16 @@ def claim(run_id: int) -> TrainingRun | None:
 
 
 class _Progress:
-    """The engine's on_progress callback: throttled writes, a heartbeat, and the cancel check."""
+    """The engine's progress consumer: writes each report (the engine throttles them), beats the
+    heartbeat, and checks for a cancel request."""
 
-    def __init__(self, run: TrainingRun, interval: float = 0.5):
+    def __init__(self, run: TrainingRun):
         self.run = run
-        self.interval = interval
-        self._last_write = 0.0
-        self._last_message = ""
 
-    def __call__(self, fraction: float, message: str) -> None:
-        now = time.monotonic()
-        stage = message.split(" ", 1)[0]
-        if now - self._last_write < self.interval and stage == self._last_message and fraction < 1:
-            return
-        self._last_write, self._last_message = now, stage
-        fraction = min(max(float(fraction), 0.0), 1.0)
+    def __call__(self, report: ProgressReport) -> None:
+        fraction = min(max(float(report.fraction), 0.0), 1.0)
         TrainingRun.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(
-            progress=fraction, message=message[:300], heartbeat_at=timezone.now()
+            progress=fraction, message=report.message[:300], heartbeat_at=timezone.now()
         )
         if TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
             raise Cancelled("cancelled by a person")
@@ -340,7 +332,7 @@ def _finish(run: TrainingRun, status: str, *, error: str = "", message: str = ""
 
 def _samples(images: list[Image], workdir: Path) -> list:
     """Engine samples; images are read from local storage in place or fetched lazily."""
-    from classifier.pipeline import Sample
+    from classifier.data import Sample
 
     samples = []
     for image in images:
@@ -405,7 +397,7 @@ def _train_and_store(run: TrainingRun, workdir: Path) -> ModelVersion | None:
         holdout="given",
         extractor=extractor_for(run.params["backbone"]),
     )
-    progress(0.97, "saving the model")
+    progress(ProgressReport("write", 0.97, "saving the model"))
     prefix = artifact_prefix(project.pk, f"run{run.pk}-{uuid.uuid4().hex[:12]}")
     try:
         size = store_artifact(outcome.path, prefix)

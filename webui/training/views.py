@@ -13,12 +13,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from classifier.evaluation import EvaluationKind, evaluation_kind
+from classifier.strategies import MIN_PER_LABEL_PARTIAL, STRATEGY_CHOICES
 from webui.projects.access import get_project_for_user
 from webui.projects.models import Image
 from webui.projects.services import set_label
 from webui.training.artifacts import ArtifactBroken
 from webui.training.models import ArtifactInUse, InvalidTransition, ModelVersion, RunStatus, rollback
-from webui.training.services import STRATEGIES, TrainingRefused, cancel, check_ready, start_training
+from webui.training.services import TrainingRefused, cancel, check_ready, start_training
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +28,11 @@ STRATEGY_HELP = {
     "auto": "Let Pinhole choose from how many images each label has and whether this server has a GPU.",
     "linear": (
         "Keep the pretrained network as it is and teach only its last step your labels: the fastest, "
-        "and the best choice with up to a hundred or so images per label."
+        f"and what Pinhole picks on a server without a GPU, or below {MIN_PER_LABEL_PARTIAL} images per label."
     ),
     "partial": (
-        "Also adjust the last few layers of the network to your images: slower, and it pays off with "
-        "a few hundred images per label."
+        "Also adjust the last few layers of the network to your images: minutes on a GPU, far longer "
+        f"without one; Pinhole picks it on a GPU from {MIN_PER_LABEL_PARTIAL} images per label."
     ),
     "full": (
         "Retrain the whole network, starting from what it already knows: the slowest, for thousands "
@@ -98,7 +100,7 @@ def train(request, project_id: int):
         "last_version": _run_version(last),
         "backbones": backbones,
         "default_backbone": default_backbone,
-        "strategies": [(name, STRATEGY_HELP[name]) for name in STRATEGIES],
+        "strategies": [(name, STRATEGY_HELP[name]) for name in STRATEGY_CHOICES],
         "serving": project.serving_version,
     }
     return render(request, "training/train.html", context)
@@ -280,7 +282,7 @@ def version_detail(request, project_id: int, number: int):
 def _evaluated_images(project, version: ModelVersion) -> tuple[list[Image], bool]:
     """The images the version was scored on, and whether they are its held-out test images."""
     images = list(project.images.filter(label__isnull=False).select_related("label").order_by("sha256"))
-    held_out = (version.metrics or {}).get("evaluation", "").startswith("frozen test split")
+    held_out = evaluation_kind(version.metrics or {}) == EvaluationKind.FROZEN_TEST
     if held_out:
         images = [image for image in images if image.is_test]
     return images, held_out

@@ -1,15 +1,15 @@
-"""Training strategies: a head on cached features (linear), the last blocks too (partial), or everything (full).
+"""Adapting the network itself: the partial strategy (its last blocks) and the full one (every layer).
 
-`choose_strategy` picks one from the number of images per label and the device. All strategies end the
-same way: a calibrated `LinearHead` on the (possibly adapted) features, so serving, export and analysis
-see one kind of head. Partial and full adaptation start from a linear probe (LP-FT): the head is fitted
-first and the network is then adapted under it, which distorts pretrained features less than training
-from a random head, and early stopping compares against that starting point, so adapting can never
-leave the model worse on the inner validation split than the linear probe was. Their head is the layer
-trained with the network, calibrated on that inner split (the network has memorised the rest).
+Both start from a linear probe (LP-FT): the head is fitted first and the network is then adapted under
+it, which distorts pretrained features less than training from a random head, and early stopping
+compares against that starting point, so adapting can never leave the model worse on the inner
+validation split than the linear probe was. Their head is the layer trained with the network,
+calibrated on that inner split (the network has memorised the rest). Early stopping always uses an inner
+split of the training data, never a validation set the caller holds.
 
-Early stopping always uses an inner split of the training data, never a validation set the caller holds.
-torch is imported only inside the fine-tuning functions; importing this module does not import it.
+`adapt_network` feeds images to `fit_partial` / `fit_full` (which work on tensors) and gives back the
+adapted network with a way to compute features under it. torch is imported only inside functions;
+importing this module does not import it.
 """
 
 from __future__ import annotations
@@ -18,226 +18,28 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .data import resolve
 from .errors import TrainingError
-from .evaluation import _as_indices, evaluate, holdout_split, kfold_evaluate
+from .evaluation import holdout_split
+from .fit import TrainResult, fit_head, head_metadata, labels_and_indices
 from .heads import LinearHead
+from .preprocessing import load_rgb, preprocess
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = [
-    "TrainResult",
-    "check_counts",
-    "choose_strategy",
-    "evaluate",
-    "fit_full",
-    "fit_linear",
-    "fit_partial",
-    "holdout_split",
-    "kfold_evaluate",
-]
-
-ProgressFn = Callable[[float, str], None]
-
-# Below this many images in the smallest label, adapting any convolution overfits; the head alone wins.
-MIN_PER_LABEL_PARTIAL = 30
-# On a CPU, adapting blocks costs minutes where the head costs a second, and on a few hundred images it
-# gains about one test image in a hundred (hymenoptera: 96.1 % vs 95.4 %, 104 s vs 1 s); a CPU host
-# adapts only once the data can repay that.
-MIN_PER_LABEL_PARTIAL_CPU = 300
-# Adapting blocks with fewer images than this in total is noise, however they are spread over labels.
-MIN_TOTAL_PARTIAL = 100
-# With this many images per label (and CUDA), updating every layer pays for its cost and risk.
-MIN_PER_LABEL_FULL_GPU = 1000
-MIN_PER_LABEL = 2
-STRATEGIES = ("linear", "partial", "full")
-# Progress callbacks write to a database row; more often than this is load without information.
-_PROGRESS_INTERVAL_S = 0.5
+StepFn = Callable[[float, str], None]
+# Blocks of the backbone the partial strategy adapts (the rest is frozen and run once).
+PARTIAL_BLOCKS = 2
+_BATCH = 32
 
 
-def check_counts(counts_per_label: dict[str, int]) -> None:
-    """Refuse label sets nothing can be trained on, with a message a person can act on.
-
-    Args:
-        counts_per_label: {label name: number of training images}.
-    Raises:
-        TrainingError: fewer than 2 labels, or a label with fewer than 2 images.
-    """
-    if len(counts_per_label) < 2:
-        raise TrainingError(f"training needs at least 2 labels; this project has {len(counts_per_label)}")
-    short = {name: n for name, n in counts_per_label.items() if n < MIN_PER_LABEL}
-    if short:
-        name, n = min(short.items(), key=lambda kv: (kv[1], kv[0]))
-        raise TrainingError(f"each label needs at least {MIN_PER_LABEL} images; {name!r} has {n}")
-
-
-def choose_strategy(counts_per_label: dict[str, int], device: str) -> tuple[str, str]:
-    """Pick how much of the network to adapt, with the reason in one sentence.
-
-    Args:
-        counts_per_label: {label name: number of training images}.
-        device: "cpu" or a torch device string such as "cuda" / "cuda:0".
-    Returns:
-        ("linear" | "partial" | "full", reason).
-    Raises:
-        TrainingError: when there is nothing to train (see check_counts).
-    """
-    check_counts(counts_per_label)
-    smallest = min(counts_per_label.values())
-    total = sum(counts_per_label.values())
-    gpu = str(device).startswith("cuda")
-    per = f"{smallest} images per label at least"
-    if smallest < MIN_PER_LABEL_PARTIAL:
-        return "linear", f"linear: {per}; too few to adapt the network without overfitting"
-    if not gpu and smallest < MIN_PER_LABEL_PARTIAL_CPU:
-        return "linear", (
-            f"linear: {per} on a CPU; adapting the last blocks would take minutes for little gain "
-            f"below {MIN_PER_LABEL_PARTIAL_CPU} per label (a GPU worker adapts from {MIN_PER_LABEL_PARTIAL})"
-        )
-    if total < MIN_TOTAL_PARTIAL:
-        return "linear", f"linear: {total} images in all; too few to adapt the network without overfitting"
-    if gpu and smallest >= MIN_PER_LABEL_FULL_GPU:
-        return "full", f"full: {per} and a GPU; enough to fine-tune every layer"
-    if not gpu and smallest >= MIN_PER_LABEL_FULL_GPU:
-        return "partial", f"partial: {per}, but fine-tuning every layer on a CPU would take too long"
-    return "partial", f"partial: {per}; enough to adapt the last blocks, too few to retrain the whole network"
-
-
-@dataclass
-class TrainResult:
-    """What a training produced.
-
-    Attributes:
-        strategy: "linear", "partial" or "full".
-        head: the fitted LinearHead; its classes_ are the label names, its columns in `labels` order.
-        labels: class names in index order.
-        metadata: JSON-friendly facts (C, cv_log_loss, cv_accuracy, temperature, fit_seconds, n_train, ...).
-        state_dict: adapted backbone weights (tail for partial, whole net for full) as CPU tensors.
-        features: the training features under the adapted weights [N, D] (None for linear: unchanged).
-    """
-
-    strategy: str
-    head: LinearHead
-    labels: list[str]
-    metadata: dict[str, Any] = field(default_factory=dict)
-    state_dict: dict[str, Any] | None = None
-    features: np.ndarray | None = None
-
-    @property
-    def C(self) -> float:
-        return float(self.head.C_)
-
-    @property
-    def cv_score(self) -> float | None:
-        return self.metadata.get("cv_log_loss")
-
-    @property
-    def fit_seconds(self) -> float:
-        return float(self.metadata.get("fit_seconds", 0.0))
-
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """The adapted weights as numpy arrays for safetensors (empty for linear).
-
-        Returns:
-            {parameter or buffer name: array}.
-        """
-        if not self.state_dict:
-            return {}
-        return {k: v.detach().cpu().contiguous().numpy() for k, v in self.state_dict.items()}
-
-
-class _Throttled:
-    """Calls on_progress at most every _PROGRESS_INTERVAL_S unless forced; Cancelled passes through."""
-
-    def __init__(self, on_progress: ProgressFn | None):
-        self.fn = on_progress
-        self.last = -math.inf
-
-    def __call__(self, fraction: float, message: str, *, force: bool = False) -> None:
-        if self.fn is None:
-            return
-        now = time.monotonic()
-        if force or now - self.last >= _PROGRESS_INTERVAL_S:
-            self.last = now
-            self.fn(float(min(max(fraction, 0.0), 1.0)), message)
-
-
-def _fit_head(
-    X: np.ndarray, yi: np.ndarray, labels: list[str], seed: int, C: float | None, groups=None
-) -> LinearHead:
-    head = LinearHead(C=C, random_state=seed).fit(X, yi, groups=groups)
-    # Trained on indices so the columns follow `labels` (not alphabetical order); names are for people.
-    head.classes_ = np.asarray(labels)
-    return head
-
-
-def _head_metadata(head: LinearHead, n: int) -> dict[str, Any]:
-    return {
-        "C": float(head.C_),
-        "temperature": float(head.temperature_),
-        "cv_log_loss": head.cv_log_loss_,
-        "cv_accuracy": head.cv_accuracy_,
-        "cv_folds": int(head.n_folds_),
-        "n_train": int(n),
-        "head_fit_seconds": float(head.fit_seconds_),
-    }
-
-
-def _labels_and_indices(y, labels: Sequence[str] | None, groups=None) -> tuple[list[str], np.ndarray]:
-    if labels is None:
-        labels = [str(v) for v in np.unique(np.asarray(y))]
-    labels = [str(v) for v in labels]
-    yi = _as_indices(y, labels)
-    # Augmented copies of one image are one image when counting what a label has.
-    firsts = yi if groups is None else yi[np.unique(np.asarray(groups), return_index=True)[1]]
-    counts = np.bincount(firsts, minlength=len(labels))
-    check_counts({name: int(c) for name, c in zip(labels, counts, strict=True)})
-    return labels, yi
-
-
-def fit_linear(
-    X,
-    y,
-    labels: Sequence[str] | None = None,
-    *,
-    seed: int = 0,
-    C: float | None = None,
-    groups=None,
-    on_progress: ProgressFn | None = None,
-) -> TrainResult:
-    """Train the head alone on cached features.
-
-    Args:
-        X: features [N, D].
-        y: labels [N], names from `labels` or indices into it.
-        labels: class names in index order (default: sorted unique y).
-        seed: CV fold seed.
-        C: fixed regularisation; None searches it by cross-validation.
-        groups: optional image id per row when X holds augmented copies (e.g. the features of each image
-            and of its mirror image); copies of one image stay in one CV fold.
-        on_progress: on_progress(fraction, message); may raise Cancelled.
-    Returns:
-        TrainResult with strategy "linear" and metadata C, cv_log_loss, cv_accuracy, temperature,
-        fit_seconds, n_train.
-    """
-    started = time.perf_counter()
-    labels, yi = _labels_and_indices(y, labels, groups)
-    if on_progress is not None:
-        on_progress(0.0, "training the classifier head")
-    head = _fit_head(np.asarray(X), yi, labels, seed, C, groups)
-    meta = _head_metadata(head, len(yi) if groups is None else len(np.unique(groups)))
-    meta["fit_seconds"] = time.perf_counter() - started
-    if on_progress is not None:
-        on_progress(1.0, "classifier head trained")
-    return TrainResult(strategy="linear", head=head, labels=labels, metadata=meta)
-
-
-# -- adapting the network (torch inside functions only) ----------------------------------------------
+def _silent(fraction: float, message: str) -> None:
+    pass
 
 
 def _freeze_batchnorm(module: torch.nn.Module) -> None:
@@ -402,7 +204,7 @@ def _adapt(
     seed: int,
     device: str,
     augment=None,
-    progress: _Throttled,
+    progress: StepFn,
     frac0: float = 0.0,
 ) -> tuple[LinearHead, dict, np.ndarray, dict]:
     """Shared LP-FT loop for partial and full fine-tuning; returns (head, state, features, metadata)."""
@@ -424,7 +226,7 @@ def _adapt(
 
     # Linear probe first: the starting head, and the model the adapted one has to beat.
     feats0 = _extract(module, inputs, n, batch_size, device, extract_progress, f"{what}: extracting features")
-    probe = _fit_head(feats0[tr], yi[tr], labels, seed, None)
+    probe = fit_head(feats0[tr], yi[tr], labels, seed, None)
     clf = _Classifier(module, probe, device)
 
     counts = np.bincount(yi[tr], minlength=len(labels)).astype(np.float64)
@@ -482,7 +284,6 @@ def _adapt(
         progress(
             t0 + (t1 - t0) * epoch / epochs,
             f"{what}: epoch {epoch} of {epochs}, validation loss {v_loss:.3f} (best {min(best_loss, v_loss):.3f})",
-            force=True,
         )
         if v_loss < best_loss - 1e-4:
             best_loss, best_state, best_epoch, waited = v_loss, snapshot(), epoch, 0
@@ -493,7 +294,7 @@ def _adapt(
 
     module.load_state_dict(best_state[0])
     clf.linear.load_state_dict(best_state[1])
-    progress(t1, f"{what}: calibrating on the inner validation split", force=True)
+    progress(t1, f"{what}: calibrating on the inner validation split")
     feats = _extract(module, inputs, n, batch_size, device)
     # The head is the layer trained jointly with the network, calibrated on the inner validation images,
     # the only ones the adapted network has not fitted. A head refit by cross-validation on the adapted
@@ -501,7 +302,7 @@ def _adapt(
     # weakest C and the sharpest temperature: on hymenoptera that gave validation log-loss 1.5 instead of 0.1.
     head = _head_from_layer(clf, probe, feats[va], yi[va], labels)
     state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-    meta = _head_metadata(head, n)
+    meta = head_metadata(head, n)
     meta.update(
         {
             "epochs_run": len(history) - 1,
@@ -515,7 +316,7 @@ def _adapt(
             "device": str(device),
         }
     )
-    progress(1.0, f"{what}: done", force=True)
+    progress(1.0, f"{what}: done")
     return head, state, feats, meta
 
 
@@ -534,7 +335,7 @@ def fit_partial(
     patience: int = 2,
     val_fraction: float = 0.15,
     seed: int = 0,
-    on_progress: ProgressFn | None = None,
+    on_progress: StepFn | None = None,
     device: str = "cpu",
 ) -> TrainResult:
     """Adapt the last blocks of a backbone (its tail) with a linear layer on top, from cached trunk output.
@@ -563,7 +364,7 @@ def fit_partial(
     """
     import torch
 
-    labels, yi = _labels_and_indices(y, labels)
+    labels, yi = labels_and_indices(y, labels)
     acts = torch.as_tensor(
         np.asarray(trunk_activations)
         if not isinstance(trunk_activations, torch.Tensor)
@@ -572,8 +373,8 @@ def fit_partial(
     )
     if len(acts) != len(yi):
         raise TrainingError(f"{len(acts)} activation rows but {len(yi)} labels")
-    progress = _Throttled(on_progress)
-    progress(0.0, "adapting the last blocks", force=True)
+    progress = on_progress or _silent
+    progress(0.0, "adapting the last blocks")
     head, state, feats, meta = _adapt(
         tail,
         acts,
@@ -674,7 +475,7 @@ def fit_full(
     val_fraction: float = 0.15,
     seed: int = 0,
     augment: bool = True,
-    on_progress: ProgressFn | None = None,
+    on_progress: StepFn | None = None,
     device: str = "cpu",
 ) -> TrainResult:
     """Fine-tune the whole network from its pretrained weights, with augmentation, under a linear probe.
@@ -699,15 +500,15 @@ def fit_full(
     """
     import torch
 
-    labels, yi = _labels_and_indices(y, labels)
+    labels, yi = labels_and_indices(y, labels)
     if len(images) != len(yi):
         raise TrainingError(f"{len(images)} images but {len(yi)} labels")
-    progress = _Throttled(on_progress)
+    progress = on_progress or _silent
     if not str(device).startswith("cuda"):
         seconds = estimate_full_seconds(net, images, batch_size, epochs, len(yi), device)
-        progress(0.0, f"full fine-tuning on CPU: about {max(1, round(seconds / 60))} min", force=True)
+        progress(0.0, f"full fine-tuning on CPU: about {max(1, round(seconds / 60))} min")
     else:
-        progress(0.0, "full fine-tuning", force=True)
+        progress(0.0, "full fine-tuning")
     gen = torch.Generator().manual_seed(seed)
     aug = (lambda xb: random_flip_and_crop(xb, generator=gen)) if augment else None
     head, state, feats, meta = _adapt(
@@ -732,3 +533,112 @@ def fit_full(
     if feats.shape[1] != feature_dim:
         raise TrainingError(f"the network produced {feats.shape[1]} features, expected {feature_dim}")
     return TrainResult("full", head, labels, meta, state, feats)
+
+
+# -- from images --------------------------------------------------------------------------------
+
+
+def _torch_device(device: str) -> str:
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+def images_tensor(sources: Sequence, prep, on_progress: StepFn | None = None, what: str = "decoding"):
+    """Preprocessed images as one float32 tensor [N, 3, crop, crop]."""
+    import torch
+
+    out = np.empty((len(sources), 3, prep.crop, prep.crop), dtype=np.float32)
+    for i, source in enumerate(sources):
+        out[i] = preprocess(load_rgb(source, target_size=prep.resize), prep)
+        if on_progress is not None and (i + 1) % _BATCH == 0:
+            on_progress((i + 1) / len(sources), f"{what} {i + 1}/{len(sources)}")
+    return torch.from_numpy(out)
+
+
+class AdaptedFeatures:
+    """Features of any image under the adapted network (for evaluation, analysis and the export check)."""
+
+    def __init__(self, net, prep, device: str):
+        self.net, self.prep, self.device = net, prep, _torch_device(device)
+
+    def features(self, sources: Sequence) -> np.ndarray:
+        import torch
+
+        self.net.eval().to(self.device)
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(sources), _BATCH):
+                batch = images_tensor(sources[start : start + _BATCH], self.prep).to(self.device)
+                chunks.append(self.net(batch).float().cpu().numpy())
+        self.net.cpu()
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.net.feature_dim), np.float32)
+
+
+def adapt_network(
+    spec,
+    strategy: str,
+    samples: Sequence,
+    y: np.ndarray,
+    labels: Sequence[str],
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    pretrained: bool = True,
+    on_progress: StepFn | None = None,
+) -> tuple[object, TrainResult, AdaptedFeatures]:
+    """Adapt the last blocks ("partial") or the whole network ("full") to the labelled images.
+
+    Args:
+        spec: the Backbone.
+        strategy: "partial" or "full".
+        samples: pipeline Samples of the training images.
+        y: label indices [N].
+        labels: label names in index order.
+        device: "cpu" or "cuda".
+        seed: seed of the inner split, shuffling and torch.
+        pretrained: False uses random weights (tests only).
+        on_progress: on_progress(fraction, message); may raise Cancelled.
+    Returns:
+        (the adapted BackboneNet in eval mode on CPU, the TrainResult, an AdaptedFeatures for it)
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    net = spec.build(pretrained=pretrained)
+    prep = spec.preprocessing
+    torch_device = _torch_device(device)
+    sources = [resolve(s.source) for s in samples]
+
+    def stage(lo: float, hi: float) -> StepFn | None:
+        if on_progress is None:
+            return None
+        return lambda f, m: on_progress(lo + (hi - lo) * f, m)
+
+    if strategy == "partial":
+        trunk, tail = net.split(min(PARTIAL_BLOCKS, net.n_blocks))
+        trunk.eval().to(torch_device)
+        # The frozen trunk runs once per image; only the tail runs in each epoch.
+        acts = []
+        with torch.inference_mode():
+            for start in range(0, len(sources), _BATCH):
+                batch = images_tensor(sources[start : start + _BATCH], prep).to(torch_device)
+                acts.append(trunk(batch).float().cpu())
+                if on_progress is not None:
+                    done = min(start + _BATCH, len(sources))
+                    on_progress(0.4 * done / len(sources), f"computing activations {done}/{len(sources)}")
+        trunk.cpu()
+        result = fit_partial(
+            torch.cat(acts), y, tail, spec.feature_dim, labels=labels, seed=seed,
+            on_progress=stage(0.4, 1.0), device=torch_device,
+        )  # fmt: skip
+        tail.load_state_dict(result.state_dict)
+    elif strategy == "full":
+        images = images_tensor(sources, prep, stage(0.0, 0.2), "decoding")
+        result = fit_full(
+            net, images, y, spec.feature_dim, labels=labels, seed=seed,
+            on_progress=stage(0.2, 1.0), device=torch_device,
+        )  # fmt: skip
+        net.load_state_dict(result.state_dict)
+    else:
+        raise ValueError(f"adapt_network handles partial and full, not {strategy!r}")
+    net = net.cpu().eval()
+    return net, result, AdaptedFeatures(net, prep, device)

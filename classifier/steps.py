@@ -1,0 +1,591 @@
+"""The steps of a training, each taking values and returning values.
+
+    plan_evaluation -> extract -> mirror -> fit -> evaluate_model -> (fit again) -> analyse -> export -> write
+
+pipeline.py runs them in order for a training (`train_model`) and a data audit (`audit_images`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import ONNX_FILE, TAIL_FILE, head_arrays, new_manifest, write_artifact
+from .audit import HASH_BITS, PERCEPTUAL_HASH, find_leakage, find_mislabeled, find_near_duplicates
+from .data import Sample, resolve
+from .errors import TrainingError
+from .evaluation import EvaluationKind, evaluate, holdout_split, kfold_evaluate
+from .fit import TrainResult, fit_linear
+from .heads import LinearHead
+from .preprocessing import FRAMINGS
+from .progress import StepFn
+from .strategies import Strategy
+from .unknown import UnknownDetector
+
+MIN_PER_LABEL_HOLDOUT = 20
+# Held-out predictions kept in the metrics (the rest of a very large test split is only counted).
+MAX_STORED_PREDICTIONS = 5000
+# Findings kept per kind in the metrics (the site lists them; more than this nobody reviews).
+MAX_FINDINGS = 200
+# Most training images the framing / views / representation choice is made on: enough for a stable
+# cross-validated score, few enough that trying 2 framings x 2 views costs seconds, not minutes.
+PROBE_IMAGES = 300
+# Images the exported graph is checked on before anything ships it.
+EXPORT_CHECK_IMAGES = 4
+
+
+class Representation(StrEnum):
+    """What of an image's cached vector a linear head reads."""
+
+    LAST = "last"  # the pooled output of the last layer, as the backbone's own classifier reads it
+    DEPTHS = "depths"  # that, and the pooled outputs of earlier blocks (strokes, textures, parts)
+
+
+def represent(X: np.ndarray, representation: str, feature_dim: int) -> np.ndarray:
+    """Args: X: cached vectors [N, depth_dim]; representation; feature_dim: the last layer's width.
+    Returns: the columns a head with that representation reads."""
+    return X if representation == Representation.DEPTHS else X[:, :feature_dim]
+
+
+@dataclass
+class EvaluationPlan:
+    """How a training measures itself.
+
+    Attributes:
+        kind: what the scores are measured on.
+        train_idx: rows of the samples that fit the evaluated model.
+        test_idx: rows it is scored on (empty for a separate validation set and for cross-validation).
+        refit: whether the serving model is fitted again on every row afterwards.
+        description: the plan in words, for people.
+    """
+
+    kind: EvaluationKind
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    refit: bool
+    description: str
+
+
+@dataclass
+class Extracted:
+    """Feature vectors (and perceptual hashes) by image key, and what could not be read."""
+
+    vectors: dict[str, np.ndarray]
+    failed: dict[str, str]
+    n_extracted: int
+    n_cached: int
+    seconds: float
+    hashes: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class FittedModel:
+    """What one fit made: the head and, for partial / full, the adapted network.
+
+    Attributes:
+        strategy: "linear", "partial" or "full".
+        result: the fit's TrainResult (head, metadata, adapted weights).
+        samples: the images it learned from.
+        net: the adapted BackboneNet on the CPU (None for linear).
+        adapted: computes features under `net` (None for linear: the cached features are its own).
+    """
+
+    strategy: str
+    result: TrainResult
+    samples: list[Sample]
+    representation: str = Representation.LAST.value
+    feature_dim: int = 0
+    net: object | None = None
+    adapted: object | None = None
+
+    @property
+    def head(self) -> LinearHead:
+        return self.result.head
+
+    def features(self, samples: Sequence[Sample], vectors: dict[str, np.ndarray]) -> np.ndarray:
+        """Args: samples: images; vectors: cached vectors. Returns: what this model's head reads of them."""
+        if self.adapted is None:
+            X = np.stack([vectors[s.key] for s in samples]).astype(np.float32)
+            return represent(X, self.representation, self.feature_dim)
+        return self.adapted.features([resolve(s.source) for s in samples])
+
+
+# -- plan ---------------------------------------------------------------------------------------------
+
+
+def plan_evaluation(
+    samples: Sequence[Sample], y: np.ndarray, n_labels: int, holdout: str, seed: int, *, has_val: bool
+) -> EvaluationPlan:
+    """Decide what the scores will be measured on.
+
+    Args:
+        samples: the readable training images.
+        y: their label indices.
+        n_labels: number of labels.
+        holdout: "auto" (stratified 20 % holdout, k-fold for small sets) or "given" (the samples' split
+            fields choose a frozen test split; k-fold if it lacks a label).
+        seed: split seed.
+        has_val: a separate validation set will be scored instead.
+    Returns:
+        the EvaluationPlan.
+    """
+    everything = np.arange(len(samples))
+    empty = np.array([], dtype=np.int64)
+    if has_val:
+        return EvaluationPlan(EvaluationKind.VALIDATION_SET, everything, empty, False, "validation set")
+    cv = EvaluationPlan(EvaluationKind.CROSS_VALIDATION, everything, empty, False, "cross-validation")
+    if holdout == "given":
+        test = np.array([i for i, s in enumerate(samples) if s.split == "test"], dtype=np.int64)
+        train = np.setdiff1d(everything, test)
+        present = np.unique(y)
+        ok = len(test) and all((y[test] == c).any() and (y[train] == c).sum() >= 2 for c in present)
+        if ok:
+            text = f"frozen test split of {len(test)} images"
+            return EvaluationPlan(EvaluationKind.FROZEN_TEST, train, test, True, text)
+        cv.description = "cross-validation (the test split lacks a label)"
+        return cv
+    if holdout != "auto":
+        raise ValueError(f"holdout must be 'auto' or 'given', not {holdout!r}")
+    smallest = np.bincount(y, minlength=n_labels)[np.unique(y)].min()
+    if smallest >= MIN_PER_LABEL_HOLDOUT:
+        train, test = holdout_split(y, test_fraction=0.2, seed=seed)
+        text = f"stratified holdout of {len(test)} images"
+        return EvaluationPlan(EvaluationKind.HOLDOUT, train, test, True, text)
+    return cv
+
+
+# -- extract ------------------------------------------------------------------------------------------
+
+
+def extract(
+    extractor, samples: Sequence[Sample], cache, step: StepFn | None = None, *, hashes: bool = True
+) -> Extracted:
+    """Features (and perceptual hashes) for every sample; cached ones are not read, the rest are read
+    one batch at a time.
+
+    Args:
+        extractor: a features.Extractor (its `mirrored` flag picks mirrored images).
+        samples: the images.
+        cache: a FeatureCache, or None for this call only.
+        step: progress of this step.
+        hashes: also compute each image's perceptual hash (for the duplicate search).
+    Returns:
+        Extracted.
+    """
+    from .features import MemoryCache
+
+    started = time.perf_counter()
+    cache = cache if cache is not None else MemoryCache()
+    # Sources stay unresolved: the extractor reads each image in the lane that decodes it.
+    result = extractor.extract_items(
+        [(s.key, s.source) for s in samples],
+        cache,
+        on_progress=step,
+        image_hash=PERCEPTUAL_HASH if hashes else None,
+    )
+    seconds = time.perf_counter() - started
+    return Extracted(
+        result.vectors, result.failed, result.n_extracted, result.n_cached, seconds, result.hashes
+    )
+
+
+def mirror(extractor, samples: Sequence[Sample], cache, step: StepFn | None = None) -> Extracted:
+    """Features of the mirrored images (training augmentation: a bee facing left is still a bee)."""
+    mirrored = extractor.variant(mirrored=True)
+    named = (
+        None if step is None else (lambda fraction, message: step(fraction, f"mirrored images: {message}"))
+    )
+    return extract(mirrored, samples, cache, named, hashes=False)
+
+
+# -- choose -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setting:
+    """How a training frames, views and reads its images, chosen by cross-validation on a probe.
+
+    Attributes:
+        framing: "crop" or "full" (preprocessing.FRAMINGS).
+        views: "identity" (each image as it is) or "mirror" (also mirrored: a bee facing left is a bee;
+            a mirrored 2 is no digit).
+        representation: what of the cached vectors a linear head reads (Representation).
+        scores: cross-validated log-loss of every candidate, by "framing/views/representation".
+        probe_size: images the choice was made on.
+    """
+
+    framing: str
+    views: str
+    representation: str
+    scores: dict = field(default_factory=dict)
+    probe_size: int = 0
+
+
+def choose_setting(
+    extractor,
+    samples: Sequence[Sample],
+    labels: Sequence[str],
+    cache,
+    spec,
+    *,
+    seed: int = 0,
+    augment: bool = True,
+    step: StepFn | None = None,
+) -> tuple[Setting, Extracted]:
+    """Pick framing, views and representation by cross-validating a linear head on a stratified probe
+    of at most PROBE_IMAGES training images.
+
+    The probe's vectors land in the cache under the keys the training uses, so the chosen setting's are
+    not extracted again.
+
+    Args:
+        extractor: the features.Extractor.
+        samples: training images only (never the ones the version will be scored on).
+        labels: label names.
+        cache: a FeatureCache.
+        spec: the Backbone.
+        seed: seed of the probe and the folds.
+        augment: consider mirrored views.
+        step: progress of this step.
+    Returns:
+        (the Setting, what the probe extracted, for the timings).
+    """
+    labels = list(labels)
+    probe = _probe(samples, seed)
+    framings, views = FRAMINGS, (("identity", "mirror") if augment else ("identity",))
+    representations = [Representation.LAST, Representation.DEPTHS] if spec.taps else [Representation.LAST]
+    passes = [(framing, mirrored) for framing in framings for mirrored in (False, True)[: len(views)]]
+    total = Extracted({}, {}, 0, 0, 0.0)
+    found: dict[tuple[str, bool], dict[str, np.ndarray]] = {}
+    for i, (framing, mirrored) in enumerate(passes):
+        sub = (
+            None
+            if step is None
+            else (lambda f, m, i=i: step(0.8 * (i + f) / len(passes), f"trying framings: {m}"))
+        )
+        got = extract(extractor.variant(framing=framing, mirrored=mirrored), probe, cache, sub, hashes=False)
+        found[framing, mirrored] = got.vectors
+        total.n_extracted += got.n_extracted
+        total.n_cached += got.n_cached
+        total.seconds += got.seconds
+    scores = {}
+    for framing in framings:
+        kept = [s for s in probe if all(s.key in found[framing, m] for m in (False, True)[: len(views)])]
+        y = np.array([labels.index(s.label) for s in kept])
+        for view in views:
+            flipped = found[framing, True] if view == "mirror" else {}
+            for representation in representations:
+                X = represent(
+                    np.stack([found[framing, False][s.key] for s in kept]), representation, spec.feature_dim
+                )
+                flips = {
+                    k: represent(v[None, :], representation, spec.feature_dim)[0] for k, v in flipped.items()
+                }
+                X, y_fit, groups = _with_mirrored(X, y, kept, flips)
+                try:
+                    head = LinearHead(random_state=seed).fit(X, y_fit, groups=groups)
+                except TrainingError:
+                    continue
+                if head.cv_log_loss_ is not None:
+                    scores[f"{framing}/{view}/{representation.value}"] = round(head.cv_log_loss_, 5)
+    if step is not None:
+        step(1.0, "framing chosen")
+    if not scores:  # too few images to cross-validate: the backbone's own way
+        return Setting("crop", views[-1], Representation.LAST.value, {}, len(probe)), total
+    # Lowest log-loss; on a tie the earlier (simpler) candidate: crop before full, fewer views, last layer.
+    best = min(scores, key=lambda name: scores[name])
+    framing, view, representation = best.split("/")
+    return Setting(framing, view, representation, scores, len(probe)), total
+
+
+def _probe(samples: Sequence[Sample], seed: int) -> list[Sample]:
+    """At most PROBE_IMAGES samples, each label in proportion (at least 2 each where it has them)."""
+    samples = list(samples)
+    if len(samples) <= PROBE_IMAGES:
+        return samples
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_label.setdefault(s.label, []).append(i)
+    share = PROBE_IMAGES / len(samples)
+    chosen = []
+    for members in by_label.values():
+        n = min(len(members), max(2, round(len(members) * share)))
+        chosen.extend(rng.choice(members, n, replace=False).tolist())
+    return [samples[i] for i in sorted(chosen)]
+
+
+# -- fit ----------------------------------------------------------------------------------------------
+
+
+def fit(
+    strategy: str,
+    samples: Sequence[Sample],
+    vectors: dict[str, np.ndarray],
+    labels: Sequence[str],
+    *,
+    mirrored: dict[str, np.ndarray] | None = None,
+    spec=None,
+    representation: str = "last",
+    device: str = "cpu",
+    seed: int = 0,
+    pretrained: bool = True,
+    step: StepFn | None = None,
+) -> FittedModel:
+    """Fit one model with a strategy; the evaluated model and the serving model both come from here.
+
+    Args:
+        strategy: "linear", "partial" or "full".
+        samples: the images to learn from.
+        vectors: cached features by key (linear uses them; partial/full start from the pixels).
+        labels: label names in output order.
+        mirrored: features of mirrored images by key (linear only: extra training rows).
+        spec: the Backbone (with the chosen framing in its preprocessing).
+        representation: what of the cached vectors a linear head reads (see Representation).
+        device: "cpu" or "cuda".
+        seed: seed of every split and fit.
+        pretrained: False uses random weights (tests only).
+        step: progress of this step.
+    Returns:
+        FittedModel.
+    """
+    samples = list(samples)
+    y = np.array([list(labels).index(s.label) for s in samples])
+    if strategy == Strategy.LINEAR:
+        return _fit_linear_head(samples, y, vectors, labels, mirrored or {}, spec, representation, seed, step)
+    from .finetune import adapt_network
+
+    net, result, adapted = adapt_network(
+        spec, strategy, samples, y, labels, device=device, seed=seed, pretrained=pretrained, on_progress=step
+    )
+    return FittedModel(
+        str(strategy), result, samples, Representation.LAST.value, spec.feature_dim, net, adapted
+    )
+
+
+def _fit_linear_head(samples, y, vectors, labels, mirrored, spec, representation, seed, step) -> FittedModel:
+    X = represent(
+        np.stack([vectors[s.key] for s in samples]).astype(np.float32), representation, spec.feature_dim
+    )
+    flipped = {k: represent(v[None, :], representation, spec.feature_dim)[0] for k, v in mirrored.items()}
+    X, y_fit, groups = _with_mirrored(X, y, samples, flipped)
+    result = fit_linear(X, y_fit, labels, seed=seed, groups=groups, on_progress=step)
+    return FittedModel(Strategy.LINEAR.value, result, samples, representation, spec.feature_dim)
+
+
+def _with_mirrored(X, y, samples, mirrored: dict[str, np.ndarray]):
+    """Training rows plus their mirrored copies; groups keep an image and its copy in one CV fold."""
+    groups = np.arange(len(samples))
+    extra = [i for i, s in enumerate(samples) if s.key in mirrored]
+    if not extra:
+        return X, y, None
+    X_m = np.stack([mirrored[samples[i].key] for i in extra]).astype(np.float32)
+    return np.concatenate([X, X_m]), np.concatenate([y, y[extra]]), np.concatenate([groups, groups[extra]])
+
+
+# -- evaluate -----------------------------------------------------------------------------------------
+
+
+def evaluate_model(
+    fitted: FittedModel,
+    eval_samples: Sequence[Sample],
+    vectors: dict[str, np.ndarray],
+    labels: Sequence[str],
+    *,
+    seed: int = 0,
+    step: StepFn | None = None,
+) -> dict:
+    """Score a fitted model on images it never saw, or by cross-validation when there are none.
+
+    Args:
+        fitted: the evaluated model.
+        eval_samples: held-out images (empty: cross-validate on what the model learned from).
+        vectors: cached features by key.
+        labels: label names in output order.
+        seed: fold seed.
+        step: progress of this step.
+    Returns:
+        metrics as from evaluation.evaluate, plus test_predictions (held out) or folds (CV).
+    """
+    labels = list(labels)
+    if not eval_samples:
+        X = fitted.features(fitted.samples, vectors)
+        y = np.array([labels.index(s.label) for s in fitted.samples])
+        metrics, _oof = kfold_evaluate(X, y, labels, seed=seed, on_progress=step)
+        return metrics
+    eval_samples = list(eval_samples)
+    proba = fitted.head.predict_proba(fitted.features(eval_samples, vectors))
+    metrics = evaluate([labels.index(s.label) for s in eval_samples], proba, labels)
+    # What the evaluated model answered for each held-out image, so a confusion-matrix cell can list its
+    # images later even though the model that serves has since learned from them too.
+    metrics["test_predictions"] = [
+        {"key": s.key, "predicted": labels[int(row.argmax())], "confidence": round(float(row.max()), 4)}
+        for s, row in zip(eval_samples[:MAX_STORED_PREDICTIONS], proba, strict=False)
+    ]
+    if step is not None:
+        step(1.0, f"scored on {len(eval_samples)} held-out images")
+    return metrics
+
+
+# -- analyse ------------------------------------------------------------------------------------------
+
+
+def analyse(
+    final: FittedModel,
+    features: Extracted,
+    labels: Sequence[str],
+    plan: EvaluationPlan,
+    samples: Sequence[Sample],
+    *,
+    mirrored: dict[str, np.ndarray] | None = None,
+    seed: int = 0,
+    limit: int | None = MAX_FINDINGS,
+) -> tuple[dict, UnknownDetector]:
+    """What a person should check in their data, and the "none of these" detector.
+
+    Args:
+        final: the serving model.
+        features: the extracted backbone features and perceptual hashes.
+        labels: label names in output order.
+        plan: the evaluation plan (its test rows are checked for leakage from the training rows).
+        samples: the readable training images, in plan row order.
+        mirrored: vectors of the mirror images the serving model also learned from, by key.
+        seed: seed of any folds.
+        limit: most findings kept per kind (None: all).
+    Returns:
+        ({mislabeled, near_duplicates, outliers, leakage}, fitted UnknownDetector); each finding names
+        images by key, most suspicious first.
+    """
+    labels = list(labels)
+    vectors = features.vectors
+    X = final.features(final.samples, vectors)
+    y = np.array([labels.index(s.label) for s in final.samples])
+    keys = [s.key for s in final.samples]
+    oof = _out_of_fold(final, X, y, labels, seed)
+    mislabeled = [{**item, "key": keys[item["index"]]} for item in find_mislabeled(oof, y, labels)]
+    # Copies are judged on the pretrained features, whatever the strategy: what a picture shows, not
+    # what the adapted network learned to separate.
+    pretrained = _last_layer(vectors, keys, final.feature_dim)
+    duplicates = [
+        {"a": a, "b": b, "similarity": round(sim, 4)}
+        for a, b, sim in find_near_duplicates(pretrained, _hashes(keys, features.hashes), ids=keys)
+    ]
+    leaks = []
+    if len(plan.test_idx):
+        train = [samples[i].key for i in plan.train_idx]
+        test = [samples[i].key for i in plan.test_idx]
+        found = find_leakage(
+            _last_layer(vectors, train, final.feature_dim),
+            _hashes(train, features.hashes),
+            _last_layer(vectors, test, final.feature_dim),
+            _hashes(test, features.hashes),
+        )
+        leaks = [{"train": train[i], "test": test[j], "similarity": round(s, 4)} for i, j, s in found]
+    # The detector reads the last layer's features (see UnknownDetector) of every image and of every
+    # view of it the model learned from.
+    # Served features start with the last layer's: the adapted network's for partial / full.
+    served = X[:, : final.feature_dim]
+    row = {k: i for i, k in enumerate(keys)}
+    views = [k for k in keys if k in (mirrored or {})] if final.adapted is None else []
+    reference = np.concatenate(
+        [served, *([np.stack([mirrored[k][: final.feature_dim] for k in views])] if views else [])]
+    )
+    groups = np.concatenate([np.arange(len(keys)), np.array([row[k] for k in views], dtype=np.int64)])
+    detector = UnknownDetector(random_state=seed).fit(reference, groups=groups)
+    held_out = detector.train_scores_
+    unusual = np.flatnonzero(held_out > detector.threshold_)
+    outliers = [
+        {"key": keys[i], "label": final.samples[i].label, "score": round(float(held_out[i]), 4)}
+        for i in unusual[np.argsort(-held_out[unusual], kind="stable")]
+    ]
+    findings = {
+        "mislabeled": mislabeled[:limit],
+        "near_duplicates": duplicates[:limit],
+        "outliers": outliers[:limit],
+        "leakage": leaks[:limit],
+    }
+    return findings, detector
+
+
+def _last_layer(vectors: dict[str, np.ndarray], keys: Sequence[str], feature_dim: int) -> np.ndarray:
+    return np.stack([vectors[k][:feature_dim] for k in keys]).astype(np.float32)
+
+
+def _hashes(keys: Sequence[str], hashes: dict[str, np.ndarray]) -> np.ndarray:
+    # An image whose hash could not be taken (read once, unreadable now) gets all-zero bits: half a
+    # typical hash away from anything, so it pairs with nothing.
+    empty = np.zeros(HASH_BITS, dtype=np.uint8)
+    return np.stack([np.asarray(hashes.get(k, empty), dtype=np.uint8) for k in keys])
+
+
+def _out_of_fold(final: FittedModel, X, y, labels, seed: int) -> np.ndarray:
+    """Calibrated probabilities for every training image from heads that never saw it."""
+    from scipy.special import softmax
+
+    oof = getattr(final.head, "oof_decision_", None)
+    if oof is not None and len(oof) >= len(y):
+        # The head's own C search already answered every row out of fold; originals come first.
+        return softmax(oof[: len(y)], axis=1)
+    # Heads of the adapted strategies have no C search: cross-validate a head with their C.
+    _metrics, proba = kfold_evaluate(
+        X, y, labels, seed=seed, make_head=lambda: LinearHead(C=final.head.C_, random_state=seed)
+    )
+    return proba
+
+
+# -- export and write ---------------------------------------------------------------------------------
+
+
+def export(final: FittedModel, extractor, spec, vectors, out: Path) -> Path:
+    """Write the serving graph (backbone + head + softmax) to `out` and check it before it ships.
+
+    Returns:
+        out.
+    """
+    from .export import append_head_onnx, check_appended_head, check_serving_export, export_serving_onnx
+
+    checked = final.samples[:EXPORT_CHECK_IMAGES]
+    sources = [resolve(s.source) for s in checked]
+    taps = spec.taps if final.representation == Representation.DEPTHS else ()
+    if final.adapted is None and extractor.engine == "onnx":
+        append_head_onnx(extractor.onnx_path(), final.head, out, with_taps=bool(taps))
+        check_appended_head(out, final.head, sources, final.features(checked, vectors), spec.preprocessing)
+        return out
+    # The network whose features the head was trained on (a worker's may sit on a GPU).
+    net = final.net if final.net is not None else copy.deepcopy(extractor.net).cpu().float().eval()
+    export_serving_onnx(net, final.head, out, spec.preprocessing.crop, taps=taps)
+    check_serving_export(out, net, final.head, sources, spec.preprocessing, taps=taps)
+    return out
+
+
+_MANIFEST_METRICS = (
+    "accuracy", "balanced_accuracy", "per_class", "confusion_matrix", "top_k_accuracy", "ece",
+    "log_loss", "n", "evaluation", "evaluation_kind", "strategy", "framing", "views", "representation", "setting_scores", "strategy_reason", "n_train", "n_val",
+)  # fmt: skip
+
+
+def write(out_dir: Path, final: FittedModel, detector, onnx_path: Path, spec, labels, metrics, fingerprint):
+    """Write the version directory atomically. Returns: (its path, its manifest)."""
+    manifest = new_manifest(
+        backbone={"name": spec.name, "weights_id": spec.weights_id, "feature_dim": spec.feature_dim},
+        labels=list(labels),
+        strategy=final.strategy,
+        preprocessing=spec.preprocessing.to_dict(),
+        metrics={k: metrics[k] for k in _MANIFEST_METRICS if k in metrics},
+        fingerprint=fingerprint,
+    )
+    adapted = {TAIL_FILE: final.result.state_arrays()} if final.result.state_dict else None
+    path = write_artifact(
+        out_dir,
+        manifest=manifest,
+        arrays=head_arrays(final.head, detector),
+        files={ONNX_FILE: onnx_path},
+        extra_arrays=adapted,
+    )
+    return path, manifest
