@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.helpers import png
-from webui.projects.models import Membership, Project
+from webui.projects.models import Image, Membership, Project
 from webui.serving.models import ShareLink
 from webui.training.models import ModelVersion, TrainingRun
 
@@ -403,6 +403,9 @@ PAGES: dict[str, Page] = {
     "training:relabel": Page(
         P_IMAGE, None, WRITE, body=lambda w: {"label": str(w.bees.pk)},
         done=lambda w: _label_of(w.labelled) == w.bees.pk,
+    ),
+    "training:delete-image": Page(
+        P_IMAGE, None, WRITE, done=lambda w: not Image.objects.filter(pk=w.labelled.pk).exists()
     ),
     # serving (signed in)
     "serving:try": Page(P, READ, None),

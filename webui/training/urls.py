@@ -17,4 +17,5 @@ urlpatterns = [
     path("versions/<int:number>/promote/", views.promote, name="promote"),
     path("versions/<int:number>/delete/", views.delete_version, name="delete"),
     path("images/<int:image_id>/label/", views.relabel, name="relabel"),
+    path("images/<int:image_id>/delete/", views.delete_image, name="delete-image"),
 ]

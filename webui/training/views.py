@@ -17,6 +17,7 @@ from classifier.evaluation import EvaluationKind, evaluation_kind
 from classifier.strategies import MIN_PER_LABEL_PARTIAL, STRATEGY_CHOICES
 from webui.projects.access import get_project_for_user
 from webui.projects.models import Image
+from webui.projects.services import delete_image as remove_image
 from webui.projects.services import set_label
 from webui.training.artifacts import ArtifactBroken
 from webui.training.models import ArtifactInUse, InvalidTransition, ModelVersion, RunStatus, rollback
@@ -226,8 +227,10 @@ def _report(project, version: ModelVersion) -> dict:
         project,
         [m.get("key") for m in mislabeled]
         + [d.get("a") for d in duplicates]
-        + [d.get("b") for d in duplicates],
+        + [d.get("b") for d in duplicates]
+        + [o.get("key") for o in (metrics.get("outliers") or [])[:40]],
     )
+    label_ids = dict(project.labels.values_list("name", "pk"))
     supports = [row["support"] for row in per_class if row["support"]]
     return {
         "accuracy": _pct(metrics.get("accuracy")),
@@ -244,7 +247,12 @@ def _report(project, version: ModelVersion) -> dict:
         "matrix": _matrix(metrics),
         "matrix_labels": metrics.get("labels") or [],
         "mislabeled": [
-            {**m, "image": found.get(m.get("key")), "confidence": _pct(m.get("confidence"))}
+            {
+                **m,
+                "image": found.get(m.get("key")),
+                "confidence": _pct(m.get("confidence")),
+                "suggested_label": label_ids.get(m.get("predicted")),
+            }
             for m in mislabeled[:60]
         ],
         "duplicates": [
@@ -255,6 +263,9 @@ def _report(project, version: ModelVersion) -> dict:
             }
             for d in duplicates[:40]
         ],
+        "outliers": [{**o, "image": found.get(o.get("key"))} for o in (metrics.get("outliers") or [])[:40]],
+        # Calibration errors are a few points: one decimal says more than a rounded 3.
+        "ece": None if metrics.get("ece") is None else round(float(metrics["ece"]) * 100, 1),
         "leakage": len(metrics.get("leakage") or []),
         "skipped": metrics.get("skipped") or [],
         "promotion": metrics.get("promotion") or {},
@@ -402,6 +413,20 @@ def relabel(request, project_id: int, image_id: int):
             {"project": project, "image": image, "label": label, "labels": list(project.labels.all())},
         )
     messages.success(request, f"Labelled {image} as {name}. Retrain to use it.")
+    return redirect(_back_to(request, project))
+
+
+@login_required
+@require_POST
+def delete_image(request, project_id: int, image_id: int):
+    """Delete one image (a copy the audit found) from a results page; htmx swaps its card."""
+    project = get_project_for_user(request.user, project_id, write=True)
+    image = get_object_or_404(project.images.all(), pk=image_id)
+    name = str(image)
+    remove_image(image)
+    if _is_htmx(request):
+        return render(request, "training/_deleted.html", {"name": name, "image_id": image_id})
+    messages.success(request, f"Deleted {name}. Retrain to leave it out of the model.")
     return redirect(_back_to(request, project))
 
 
