@@ -499,6 +499,9 @@ def analyse(
     groups = np.concatenate([np.arange(len(keys)), np.array([row[k] for k in views], dtype=np.int64)])
     detector = UnknownDetector(random_state=seed).fit(reference, groups=groups)
     held_out = detector.train_scores_
+    # The same rule as "none of these" for a new picture: about 1 - KNOWN_QUANTILE of a project's own
+    # images are listed, most unusual first (held-out scores crowd together in a small set, so a
+    # far-out fence above them missed even a plain blue square among 83 insect photos).
     unusual = np.flatnonzero(held_out > detector.threshold_)
     outliers = [
         {"key": keys[i], "label": final.samples[i].label, "score": round(float(held_out[i]), 4)}
