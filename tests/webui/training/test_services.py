@@ -163,8 +163,9 @@ def test_it_extracts_only_new_images_when_retraining(
     services.run_training(first.pk)
     first.refresh_from_db()
     assert first.status == RunStatus.SUCCEEDED, first.error
-    # Each image and its mirror image, cropped and whole: the framing is chosen on all four.
-    assert first.metrics["timings"]["n_extracted"] == 32
+    # Each image at least once; the training images (those outside the frozen test split, chosen by
+    # content) cropped and whole, each with its mirror image, as the framing is chosen on all four.
+    assert 8 <= first.metrics["timings"]["n_extracted"] <= 8 * 4
 
     add_images("red", RED, 2, start=100)
     with django_capture_on_commit_callbacks():
@@ -174,7 +175,7 @@ def test_it_extracts_only_new_images_when_retraining(
     assert second.status == RunStatus.SUCCEEDED, second.error
     timings = second.metrics["timings"]
     # Only the 2 new images are read (in at most 2 framings x 2 views); the 8 others come from the cache.
-    assert 0 < timings["n_extracted"] <= 2 * 4 and timings["n_cached"] >= 8 * 2
+    assert 0 < timings["n_extracted"] <= 2 * 4 and timings["n_cached"] >= 8
     assert list(project.versions.values_list("number", flat=True)) == [2, 1]
     assert second.model_version.number == 2
 
