@@ -44,14 +44,14 @@ def _head_refit_seconds(root: Path, work: Path) -> float:
     """Refit the head from cached features only, as a retrain with no new images does."""
     import numpy as np
 
-    from classifier.backbones import get_backbone
-    from classifier.features import DirectoryCache, sha256_of
+    from classifier.features import DirectoryCache, Extractor, sha256_of
     from classifier.fit import fit_linear
 
     paths = sorted(p for p in (root / "train").rglob("*") if p.is_file())
     keys = [sha256_of(p.read_bytes()) for p in paths]
-    vectors = DirectoryCache(work / "features").get_many(get_backbone("efficientnet_lite0").cache_key, keys)
-    X = np.stack([vectors[k] for k in keys])
+    extractor = Extractor("efficientnet_lite0", device="cpu")  # its cache key; nothing is loaded
+    vectors = DirectoryCache(work / "features").get_many(extractor.cache_key, keys)
+    X = np.stack([vectors[k][: extractor.backbone.feature_dim] for k in keys])  # the last layer's
     y = [p.parent.name for p in paths]
     started = time.perf_counter()
     fit_linear(X, y)
@@ -75,6 +75,9 @@ def main() -> dict:
             "val_accuracy": round(cold["accuracy"], 4),
             "val_balanced_accuracy": round(cold["balanced_accuracy"], 4),
             "strategy": cold["strategy"],
+            "framing": cold.get("framing"),
+            "views": cold.get("views"),
+            "representation": cold.get("representation"),
             "first_run_on_host_total_s": round(first_wall, 2),
             "first_run_on_host_peak_rss_mb": round(first_peak_mb),
             "cold_total_s": round(cold_wall, 2),

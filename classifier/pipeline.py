@@ -88,6 +88,7 @@ def train_model(
     extractor=None,
     pretrained: bool = True,
     augment: bool = True,
+    views: str | None = None,
 ) -> TrainOutcome:
     """Train a model version and write its artifact to `out_dir`.
 
@@ -107,7 +108,8 @@ def train_model(
         on_progress: receives a progress.ProgressReport per step update; may raise Cancelled.
         extractor: a features.Extractor to reuse (workers keep one per backbone).
         pretrained: False uses random weights (tests only).
-        augment: train the linear head on mirrored copies of the training images too.
+        augment: let the linear head learn from mirrored copies of the images when they help.
+        views: "identity" or "mirror" imposes the views instead of choosing them by cross-validation.
     Returns:
         TrainOutcome with the artifact path, the metrics, the manifest and the test samples.
     Raises:
@@ -134,7 +136,7 @@ def train_model(
     planned = plan_evaluation(samples, y, len(labels), holdout, seed, has_val=bool(val_samples))
     setting, probed = choose_setting(
         extractor, [samples[i] for i in planned.train_idx], labels, cache, spec,
-        seed=seed, augment=augment, step=progress.step("choose"),
+        seed=seed, augment=augment, views=views, step=progress.step("choose"),
     )  # fmt: skip
     extractor = extractor.variant(framing=setting.framing)
     spec = dataclasses.replace(spec, preprocessing=extractor.preprocessing)

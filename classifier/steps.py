@@ -236,13 +236,15 @@ def choose_setting(
     *,
     seed: int = 0,
     augment: bool = True,
+    views: str | None = None,
     step: StepFn | None = None,
 ) -> tuple[Setting, Extracted]:
-    """Pick framing, views and representation by cross-validating a linear head on a stratified probe
-    of at most PROBE_IMAGES training images.
+    """Pick framing, then views, then representation, each by cross-validating a linear head on a
+    stratified probe of at most PROBE_IMAGES training images (lowest log-loss; a tie keeps the simpler).
 
-    The probe's vectors land in the cache under the keys the training uses, so the chosen setting's are
-    not extracted again.
+    One choice at a time costs three extraction passes over the probe (both framings, then the mirror
+    images of the chosen one) and four head fits; the probe's vectors land in the cache under the keys
+    the training uses, so the chosen setting's are not extracted again.
 
     Args:
         extractor: the features.Extractor.
@@ -252,56 +254,71 @@ def choose_setting(
         spec: the Backbone.
         seed: seed of the probe and the folds.
         augment: consider mirrored views.
+        views: "identity" or "mirror" to impose the views instead of choosing them (None: choose).
         step: progress of this step.
     Returns:
         (the Setting, what the probe extracted, for the timings).
     """
     labels = list(labels)
     probe = _probe(samples, seed)
-    framings, views = FRAMINGS, (("identity", "mirror") if augment else ("identity",))
-    representations = [Representation.LAST, Representation.DEPTHS] if spec.taps else [Representation.LAST]
-    passes = [(framing, mirrored) for framing in framings for mirrored in (False, True)[: len(views)]]
+    augment = augment and views != "identity"
     total = Extracted({}, {}, 0, 0, 0.0)
-    found: dict[tuple[str, bool], dict[str, np.ndarray]] = {}
-    for i, (framing, mirrored) in enumerate(passes):
-        sub = (
-            None
-            if step is None
-            else (lambda f, m, i=i: step(0.8 * (i + f) / len(passes), f"trying framings: {m}"))
-        )
+    passes = len(FRAMINGS) + int(augment)
+
+    def vectors_of(done: int, framing: str, mirrored: bool) -> dict[str, np.ndarray]:
+        sub = None
+        if step is not None:
+            sub = lambda f, m: step(0.9 * (done + f) / passes, f"choosing how to frame the pictures: {m}")  # noqa: E731
         got = extract(extractor.variant(framing=framing, mirrored=mirrored), probe, cache, sub, hashes=False)
-        found[framing, mirrored] = got.vectors
         total.n_extracted += got.n_extracted
         total.n_cached += got.n_cached
         total.seconds += got.seconds
-    scores = {}
-    for framing in framings:
-        kept = [s for s in probe if all(s.key in found[framing, m] for m in (False, True)[: len(views)])]
+        return got.vectors
+
+    scores: dict[str, float] = {}
+
+    def score(name: str, plain: dict, flipped: dict, representation: Representation) -> float | None:
+        kept = [s for s in probe if s.key in plain]
         y = np.array([labels.index(s.label) for s in kept])
-        for view in views:
-            flipped = found[framing, True] if view == "mirror" else {}
-            for representation in representations:
-                X = represent(
-                    np.stack([found[framing, False][s.key] for s in kept]), representation, spec.feature_dim
-                )
-                flips = {
-                    k: represent(v[None, :], representation, spec.feature_dim)[0] for k, v in flipped.items()
-                }
-                X, y_fit, groups = _with_mirrored(X, y, kept, flips)
-                try:
-                    head = LinearHead(random_state=seed).fit(X, y_fit, groups=groups)
-                except TrainingError:
-                    continue
-                if head.cv_log_loss_ is not None:
-                    scores[f"{framing}/{view}/{representation.value}"] = round(head.cv_log_loss_, 5)
+        X = (
+            represent(np.stack([plain[s.key] for s in kept]), representation, spec.feature_dim)
+            if kept
+            else None
+        )
+        flips = {k: represent(v[None, :], representation, spec.feature_dim)[0] for k, v in flipped.items()}
+        try:
+            X, y_fit, groups = _with_mirrored(X, y, kept, flips)
+            loss = LinearHead(random_state=seed).fit(X, y_fit, groups=groups).cv_log_loss_
+        except (TrainingError, ValueError):
+            return None
+        if loss is not None:
+            scores[name] = round(float(loss), 5)
+        return loss
+
+    def better(new: float | None, old: float | None) -> bool:
+        return new is not None and (old is None or new < old)
+
+    plain = {framing: vectors_of(i, framing, False) for i, framing in enumerate(FRAMINGS)}
+    framing, best = FRAMINGS[0], None
+    for name in FRAMINGS:  # the backbone's own crop first: it wins ties
+        loss = score(f"{name}/identity/last", plain[name], {}, Representation.LAST)
+        if better(loss, best):
+            framing, best = name, loss
+    chosen_views, flipped = "identity", {}
+    if augment:
+        mirrored = vectors_of(len(FRAMINGS), framing, True)
+        loss = score(f"{framing}/mirror/last", plain[framing], mirrored, Representation.LAST)
+        if views == "mirror" or better(loss, best):
+            chosen_views, flipped, best = "mirror", mirrored, loss
+    views = chosen_views
+    representation = Representation.LAST
+    if spec.taps:
+        loss = score(f"{framing}/{views}/depths", plain[framing], flipped, Representation.DEPTHS)
+        if better(loss, best):
+            representation, best = Representation.DEPTHS, loss
     if step is not None:
-        step(1.0, "framing chosen")
-    if not scores:  # too few images to cross-validate: the backbone's own way
-        return Setting("crop", views[-1], Representation.LAST.value, {}, len(probe)), total
-    # Lowest log-loss; on a tie the earlier (simpler) candidate: crop before full, fewer views, last layer.
-    best = min(scores, key=lambda name: scores[name])
-    framing, view, representation = best.split("/")
-    return Setting(framing, view, representation, scores, len(probe)), total
+        step(1.0, f"framing chosen: {framing}")
+    return Setting(framing, views, representation.value, scores, len(probe)), total
 
 
 def _probe(samples: Sequence[Sample], seed: int) -> list[Sample]:
