@@ -201,3 +201,36 @@ def test_bench_explains_a_folder_without_images(model_cache, tmp_path):
     assert "none of the files is a readable image" in out.stderr and "Traceback" not in out.stderr
     missing = cli("bench", tmp_path / "nope", cache=model_cache, timeout=60)
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_it_audits_a_folder_and_names_what_to_fix(make_toy_image, model_cache, tmp_path):
+    import io
+
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for colour in ("red", "blue"):
+        (data / colour).mkdir(parents=True)
+        for i in range(12):
+            (data / colour / f"{colour}{i}.jpg").write_bytes(make_toy_image(colour, seed=i))
+    # A red picture filed under blue, and an edited copy (90 % size, JPEG quality 80) of another.
+    (data / "blue" / "planted-red.jpg").write_bytes(make_toy_image("red", seed=99))
+    original = Image.open(data / "red" / "red3.jpg")
+    buffer = io.BytesIO()
+    original.resize((int(original.width * 0.9), int(original.height * 0.9))).save(buffer, "JPEG", quality=80)
+    (data / "red" / "red3-copy.jpg").write_bytes(buffer.getvalue())
+    (data / "red" / "notes.jpg").write_bytes(b"not a picture")
+
+    out = cli("audit", data, "--cache", tmp_path / "features", cache=model_cache)
+    assert out.returncode == 0, out.stderr
+    result = last_json(out)
+    assert set(result) == {"mislabeled", "near_duplicates", "outliers", "unreadable", "counts"}
+    flagged = {m["path"]: m for m in result["mislabeled"]}
+    assert flagged["blue/planted-red.jpg"]["label"] == "blue"
+    assert flagged["blue/planted-red.jpg"]["suggested"] == "red"
+    assert 0.5 < flagged["blue/planted-red.jpg"]["confidence"] <= 1
+    assert ["red/red3-copy.jpg", "red/red3.jpg"] in [sorted(d["paths"]) for d in result["near_duplicates"]]
+    assert [u["path"] for u in result["unreadable"]] == ["red/notes.jpg"]
+    assert all(set(o) == {"path", "label", "score"} for o in result["outliers"])
+    assert result["counts"]["images"] == 27 and result["counts"]["checked"] == 26
+    assert result["counts"]["mislabeled"] == len(result["mislabeled"])

@@ -53,6 +53,21 @@ def test_it_scores_inputs_unlike_the_training_images_as_unknown(trained, make_to
     assert strange.unknown and not familiar.unknown
 
 
+def test_it_calls_solid_colours_none_of_these_and_leaves_its_own_kind_alone(trained, make_toy_image):
+    from PIL import Image
+
+    solids = []
+    for colour in ("red", "blue", "green", "white", "black", "gray", (30, 60, 220), (200, 40, 40)):
+        buffer = io.BytesIO()
+        Image.new("RGB", (120, 96), colour).save(buffer, "PNG")
+        solids.append(buffer.getvalue())
+    own_kind = [make_toy_image(c, 500 + i) for i in range(10) for c in ("red", "blue")]
+    predictor = Predictor(trained.path)
+    # Even a flat red or blue, the colours of the labels themselves, is no picture of either kind.
+    assert all(p.unknown for p in predictor.predict(solids))
+    assert sum(p.unknown for p in predictor.predict(own_kind)) <= 2  # about 5 % by design
+
+
 def test_it_raises_a_typed_error_for_a_bad_image(trained):
     with pytest.raises(InvalidImage, match="not an image"):
         Predictor(trained.path).predict([b"garbage bytes"])
