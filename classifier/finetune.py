@@ -320,6 +320,21 @@ def _adapt(
     return head, state, feats, meta
 
 
+def _schedule(epochs, lr, head_lr, weight_decay, batch_size, patience, val_fraction, seed, device) -> dict:
+    """The optimisation settings fit_partial and fit_full both hand to _adapt, by name."""
+    return {
+        "epochs": epochs,
+        "lr": lr,
+        "head_lr": head_lr,
+        "weight_decay": weight_decay,
+        "batch_size": batch_size,
+        "patience": patience,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "device": device,
+    }
+
+
 def fit_partial(
     trunk_activations,
     y,
@@ -375,22 +390,9 @@ def fit_partial(
         raise TrainingError(f"{len(acts)} activation rows but {len(yi)} labels")
     progress = on_progress or _silent
     progress(0.0, "adapting the last blocks")
+    schedule = _schedule(epochs, lr, head_lr, weight_decay, batch_size, patience, val_fraction, seed, device)
     head, state, feats, meta = _adapt(
-        tail,
-        acts,
-        yi,
-        labels,
-        what="adapting the last blocks",
-        epochs=epochs,
-        lr=lr,
-        head_lr=head_lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        patience=patience,
-        val_fraction=val_fraction,
-        seed=seed,
-        device=device,
-        progress=progress,
+        tail, acts, yi, labels, what="adapting the last blocks", progress=progress, **schedule
     )
     if feats.shape[1] != feature_dim:
         raise TrainingError(f"the tail produced {feats.shape[1]} features, expected {feature_dim}")
@@ -511,24 +513,17 @@ def fit_full(
         progress(0.0, "full fine-tuning")
     gen = torch.Generator().manual_seed(seed)
     aug = (lambda xb: random_flip_and_crop(xb, generator=gen)) if augment else None
+    schedule = _schedule(epochs, lr, head_lr, weight_decay, batch_size, patience, val_fraction, seed, device)
     head, state, feats, meta = _adapt(
         net,
         images,
         yi,
         labels,
         what="full fine-tuning",
-        epochs=epochs,
-        lr=lr,
-        head_lr=head_lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        patience=patience,
-        val_fraction=val_fraction,
-        seed=seed,
-        device=device,
         augment=aug,
         progress=progress,
         frac0=0.01,
+        **schedule,
     )
     if feats.shape[1] != feature_dim:
         raise TrainingError(f"the network produced {feats.shape[1]} features, expected {feature_dim}")
