@@ -229,9 +229,8 @@ def _adapt(
     probe = fit_head(feats0[tr], yi[tr], labels, seed, None)
     clf = _Classifier(module, probe, device)
 
-    counts = np.bincount(yi[tr], minlength=len(labels)).astype(np.float64)
-    class_w = torch.as_tensor(len(tr) / (len(labels) * np.maximum(counts, 1.0)), dtype=torch.float32)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=class_w.to(device))
+    # Every image weighs the same, as in the linear head (heads.LinearHead's class_weight).
+    loss_fn = torch.nn.CrossEntropyLoss()
     params = [p for p in module.parameters() if p.requires_grad]
     steps_per_epoch = max(1, math.ceil(len(tr) / batch_size))
     opt = _AdamW(

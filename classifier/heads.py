@@ -237,7 +237,10 @@ class LinearHead(ClassifierMixin, BaseEstimator):
 
     Args:
         C: inverse regularisation strength (sklearn convention); None picks it by stratified CV.
-        class_weight: "balanced" (each class weighs the same in the loss), a {index: weight} dict, or None.
+        class_weight: None (every image weighs the same: the default, so that a probability is how often
+            an answer that sure is right among pictures like the project's own), "balanced" (each class
+            weighs the same, which moves every answer towards the rarer labels: on ELPV's 31 % defective
+            cells it cost 3.4 points of accuracy and 0.5 of balanced accuracy), or a {index: weight} dict.
         calibrate: fit a temperature on out-of-fold logits (else temperature_ = 1).
         random_state: seed of the CV fold assignment; the solver itself is deterministic.
         l2_normalize: scale each feature row to unit length first; helps pooled CNN features, whose
@@ -251,7 +254,7 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         self,
         C: float | None = None,
         *,
-        class_weight="balanced",
+        class_weight=None,
         calibrate=True,
         random_state=0,
         l2_normalize=True,

@@ -33,7 +33,7 @@ def test_it_follows_the_estimator_contract():
     proba = head.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
     assert np.mean(head.predict(X) == y) > 0.9
-    assert head.get_params()["class_weight"] == "balanced"
+    assert head.get_params()["class_weight"] is None
     assert clone(head).set_params(C=0.5).get_params()["C"] == 0.5
 
 
