@@ -22,13 +22,14 @@ EXPORT_TOLERANCE = 1e-4
 MIN_FEATURE_COSINE = 0.99
 
 
-def serving_module(net, head: LinearHead, taps: tuple[int, ...] = ()):
+def serving_module(net, head: LinearHead, taps: tuple[int, ...] = (), layout_taps: tuple[int, ...] = ()):
     """A torch module computing exactly head.predict_proba(features), and the features.
 
     Args:
         net: a BackboneNet (its tail may be adapted by the partial / full strategies).
         head: a fitted LinearHead on that net's features.
         taps: blocks whose pooled outputs the head also reads (after the features), or () for none.
+        layout_taps: blocks whose grid cells it reads after those (Backbone.layout_taps), or ().
     Returns:
         torch.nn.Module mapping image [N,3,H,W] -> (probabilities [N,K], features [N,D]), the features
         being what the head reads.
@@ -47,7 +48,7 @@ def serving_module(net, head: LinearHead, taps: tuple[int, ...] = ()):
 
         def forward(self, image):
             if taps:
-                last, pooled = self.net.forward_with_taps(image, taps)
+                last, pooled = self.net.forward_with_taps(image, taps, layout_taps)
                 features = torch.cat([last, pooled], dim=1)
             else:
                 features = self.net(image)
@@ -60,7 +61,15 @@ def serving_module(net, head: LinearHead, taps: tuple[int, ...] = ()):
     return Serving().eval()
 
 
-def export_serving_onnx(net, head: LinearHead, path: Path, crop: int, *, taps: tuple[int, ...] = ()) -> Path:
+def export_serving_onnx(
+    net,
+    head: LinearHead,
+    path: Path,
+    crop: int,
+    *,
+    taps: tuple[int, ...] = (),
+    layout_taps: tuple[int, ...] = (),
+) -> Path:
     """Write the serving graph to `path` (dynamic batch size).
 
     Args:
@@ -68,13 +77,13 @@ def export_serving_onnx(net, head: LinearHead, path: Path, crop: int, *, taps: t
         head: fitted LinearHead.
         path: destination .onnx file.
         crop: input height and width.
-        taps: as in serving_module.
+        taps, layout_taps: as in serving_module.
     Returns:
         path.
     """
     from .features import export_onnx
 
-    module = serving_module(net, head, taps)
+    module = serving_module(net, head, taps, layout_taps)
     export_onnx(module, Path(path), crop, output_names=["probabilities", "features"])
     return Path(path)
 
@@ -90,8 +99,9 @@ def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path, *, with_
         backbone_onnx: the extractor's exported backbone (outputs features, logits and taps).
         head: fitted LinearHead on its features.
         path: destination .onnx file.
-        with_taps: the head reads the features and then the taps; the graph's `features` output is then
-            that concatenation, so a Predictor's unknown score sees what the head saw.
+        with_taps: the head reads the features and then the taps (and the layout cells after them, when
+            it is that wide); the graph's `features` output is then the leading columns of that
+            concatenation the head reads, so a Predictor's unknown score sees what the head saw.
     Returns:
         path.
     """
@@ -110,7 +120,17 @@ def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path, *, with_
         for node in graph.node:
             node.output[:] = ["pinhole_last" if name == "features" else name for name in node.output]
             node.input[:] = ["pinhole_last" if name == "features" else name for name in node.input]
-        graph.node.append(helper.make_node("Concat", ["pinhole_last", "taps"], ["features"], axis=1))
+        graph.node.append(helper.make_node("Concat", ["pinhole_last", "taps"], ["pinhole_depths"], axis=1))
+        # A head on the multi-depth vector alone stops before the layout cells.
+        graph.initializer.extend(
+            numpy_helper.from_array(np.array([v], dtype=np.int64), name)
+            for name, v in (("pinhole_from", 0), ("pinhole_to", head.coef_.shape[1]), ("pinhole_axis", 1))
+        )
+        graph.node.append(
+            helper.make_node(
+                "Slice", ["pinhole_depths", "pinhole_from", "pinhole_to", "pinhole_axis"], ["features"]
+            )
+        )
         graph.output[0].type.tensor_type.shape.dim[1].dim_value = head.coef_.shape[1]
     W, b = head.as_affine()
     graph.initializer.extend(
@@ -144,7 +164,14 @@ def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path, *, with_
 
 
 def check_serving_export(
-    onnx_path: Path, net, head: LinearHead, sources: list, prep, *, taps: tuple[int, ...] = ()
+    onnx_path: Path,
+    net,
+    head: LinearHead,
+    sources: list,
+    prep,
+    *,
+    taps: tuple[int, ...] = (),
+    layout_taps: tuple[int, ...] = (),
 ) -> None:
     """The exported graph must give the torch model's answers on real inputs before anything ships it.
 
@@ -154,7 +181,7 @@ def check_serving_export(
         head: the head it carries.
         sources: a few training images.
         prep: the backbone's preprocessing.
-        taps: as in serving_module.
+        taps, layout_taps: as in serving_module.
     Raises:
         TrainingError: a probability differs by more than EXPORT_TOLERANCE.
     """
@@ -167,7 +194,7 @@ def check_serving_export(
 
     batch = images_tensor(sources, prep)
     with torch.inference_mode():
-        expected = serving_module(net, head, taps)(batch)[0].numpy()
+        expected = serving_module(net, head, taps, layout_taps)(batch)[0].numpy()
     got = make_session(onnx_path).run(["probabilities"], {INPUT_NAME: batch.numpy()})[0]
     worst = float(np.abs(expected - got).max())
     if worst > EXPORT_TOLERANCE:

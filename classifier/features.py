@@ -36,12 +36,12 @@ ProgressCallback = Callable[[float, str], None]
 
 # Bump when the exported graph changes for the same weights (wrapper outputs, opset, padding code),
 # so stale cached ONNX files are not reused.
-_EXPORT_VERSION = 3
+_EXPORT_VERSION = 4
 _OPSET = 17
 INPUT_NAME = "images"
-# Cached vectors hold the pooled features and then every tap's pooled output (Backbone.depth_dim wide);
-# the suffix keeps them apart from vectors cached before that layout.
-DEPTHS_LAYOUT = "+depths1"
+# Cached vectors hold the pooled features, every tap's pooled output, then the layout taps' grid cells
+# (Backbone.vector_dim wide); the suffix keeps them apart from vectors cached in an earlier layout.
+DEPTHS_LAYOUT = "+depths2"
 
 
 def sha256_of(data: bytes) -> str:
@@ -245,7 +245,7 @@ def make_session(path: str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def _features_logits_taps(net, taps: tuple[int, ...]):
+def _features_logits_taps(net, taps: tuple[int, ...], layout_taps: tuple[int, ...]):
     import torch
 
     class FeaturesLogitsTaps(torch.nn.Module):
@@ -254,7 +254,7 @@ def _features_logits_taps(net, taps: tuple[int, ...]):
             self.net = net
 
         def forward(self, x):
-            features, pooled = self.net.forward_with_taps(x, taps)
+            features, pooled = self.net.forward_with_taps(x, taps, layout_taps)
             return features, self.net.imagenet_logits(features), pooled
 
     return FeaturesLogitsTaps(net).eval()
@@ -415,7 +415,7 @@ class Extractor:
             _export_in_subprocess(self.backbone.name, self.onnx_dir)
         if not path.is_file():
             export_onnx(
-                _features_logits_taps(self.net, self.backbone.taps),
+                _features_logits_taps(self.net, self.backbone.taps, self.backbone.layout_taps),
                 path,
                 crop,
                 output_names=("features", "logits", "taps"),
@@ -463,7 +463,7 @@ class Extractor:
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
-                features, taps = net.forward_with_taps(x, self.backbone.taps)
+                features, taps = net.forward_with_taps(x, self.backbone.taps, self.backbone.layout_taps)
                 logits = net.imagenet_logits(features) if "logits" in outputs else None
             result = {"features": features, "logits": logits, "taps": taps}
             return [result[name].float().cpu().numpy() for name in outputs]
@@ -472,8 +472,8 @@ class Extractor:
 
     @property
     def cache_key(self) -> str:
-        """What cached vectors are keyed by: the backbone, the vector's layout (the pooled features, then
-        the taps' pooled outputs), and whether the images were mirrored."""
+        """What cached vectors are keyed by: the backbone, the vector's layout (the pooled features, the
+        taps' pooled outputs, the layout taps' cells), the framing, and whether the images were mirrored."""
         framing = "" if self.preprocessing.framing == "crop" else f"+{self.preprocessing.framing}"
         return self.backbone.cache_key + DEPTHS_LAYOUT + framing + ("+mirrored" if self.mirrored else "")
 
@@ -609,7 +609,7 @@ class Extractor:
             image_hash: also compute this hash of every image (from the pixels decoded anyway), cached
                 under its own key; images whose vectors were cached are decoded for it alone.
         Returns:
-            ExtractionResult(vectors by sha (Backbone.depth_dim wide: the pooled features, then the taps),
+            ExtractionResult(vectors by sha (Backbone.vector_dim wide: the pooled features, then the taps),
             failed {sha: message}, n_extracted, n_cached, hashes).
         """
         key = self.cache_key
@@ -649,7 +649,7 @@ class Extractor:
         for indices, results, hashes in worker._pipeline(sources, batch_size, outputs, on_error):
             new = {}
             if indices:
-                depths = np.concatenate(results, axis=1)  # the cached layout: features, then taps
+                depths = np.concatenate(results, axis=1)  # the cached layout: features, then taps and cells
                 for i, vec in zip(indices, depths, strict=True):
                     new[shas[i]] = vec.copy()
                 result.vectors.update(new)

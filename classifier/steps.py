@@ -45,12 +45,23 @@ class Representation(StrEnum):
 
     LAST = "last"  # the pooled output of the last layer, as the backbone's own classifier reads it
     DEPTHS = "depths"  # that, and the pooled outputs of earlier blocks (strokes, textures, parts)
+    LAYOUT = "layout"  # that, and the middle blocks pooled over a grid: where in the frame things are
 
 
-def represent(X: np.ndarray, representation: str, feature_dim: int) -> np.ndarray:
-    """Args: X: cached vectors [N, depth_dim]; representation; feature_dim: the last layer's width.
+def width(representation: str, spec) -> int:
+    """Args: representation; spec: the Backbone. Returns: how many leading columns of a cached vector
+    (features, taps, layout cells: Backbone.vector_dim) a head with that representation reads."""
+    return {
+        Representation.LAST: spec.feature_dim,
+        Representation.DEPTHS: spec.depth_dim,
+        Representation.LAYOUT: spec.vector_dim,
+    }[Representation(representation)]
+
+
+def represent(X: np.ndarray, representation: str, spec) -> np.ndarray:
+    """Args: X: cached vectors [N, vector_dim]; representation; spec: the Backbone.
     Returns: the columns a head with that representation reads."""
-    return X if representation == Representation.DEPTHS else X[:, :feature_dim]
+    return X[:, : width(representation, spec)]
 
 
 @dataclass
@@ -92,6 +103,9 @@ class FittedModel:
         strategy: "linear", "partial" or "full".
         result: the fit's TrainResult (head, metadata, adapted weights).
         samples: the images it learned from.
+        representation: what of a cached vector the head reads (Representation).
+        feature_dim: the last layer's width (the first columns of a cached vector).
+        width: how many leading columns of a cached vector the head reads.
         net: the adapted BackboneNet on the CPU (None for linear).
         adapted: computes features under `net` (None for linear: the cached features are its own).
     """
@@ -101,6 +115,7 @@ class FittedModel:
     samples: list[Sample]
     representation: str = Representation.LAST.value
     feature_dim: int = 0
+    width: int = 0
     net: object | None = None
     adapted: object | None = None
 
@@ -112,7 +127,7 @@ class FittedModel:
         """Args: samples: images; vectors: cached vectors. Returns: what this model's head reads of them."""
         if self.adapted is None:
             X = np.stack([vectors[s.key] for s in samples]).astype(np.float32)
-            return represent(X, self.representation, self.feature_dim)
+            return X[:, : self.width]
         return self.adapted.features([resolve(s.source) for s in samples])
 
 
@@ -243,7 +258,7 @@ def choose_setting(
     stratified probe of at most PROBE_IMAGES training images (lowest log-loss; a tie keeps the simpler).
 
     That costs three extraction passes over the probe (both framings, then the mirror images of the
-    chosen one) and five head fits; the probe's vectors land in the cache under the keys the training
+    chosen one) and seven head fits; the probe's vectors land in the cache under the keys the training
     uses, so the chosen setting's are not extracted again.
 
     Args:
@@ -280,12 +295,8 @@ def choose_setting(
     def score(name: str, plain: dict, flipped: dict, representation: Representation) -> float | None:
         kept = [s for s in probe if s.key in plain]
         y = np.array([labels.index(s.label) for s in kept])
-        X = (
-            represent(np.stack([plain[s.key] for s in kept]), representation, spec.feature_dim)
-            if kept
-            else None
-        )
-        flips = {k: represent(v[None, :], representation, spec.feature_dim)[0] for k, v in flipped.items()}
+        X = represent(np.stack([plain[s.key] for s in kept]), representation, spec) if kept else None
+        flips = {k: represent(v[None, :], representation, spec)[0] for k, v in flipped.items()}
         try:
             X, y_fit, groups = _with_mirrored(X, y, kept, flips)
             loss = LinearHead(random_state=seed).fit(X, y_fit, groups=groups).cv_log_loss_
@@ -299,7 +310,9 @@ def choose_setting(
         return new is not None and (old is None or new < old)
 
     plain = {framing: vectors_of(i, framing, False) for i, framing in enumerate(FRAMINGS)}
-    representations = [Representation.LAST, Representation.DEPTHS] if spec.taps else [Representation.LAST]
+    representations = [Representation.LAST]
+    representations += [Representation.DEPTHS] if spec.taps else []
+    representations += [Representation.LAYOUT] if spec.layout_taps else []
     # Framing and representation together: what the edges hold can show in earlier blocks only (on
     # digits, deciding the framing on the last layer alone cost 1.8 points).
     framing, representation, best = FRAMINGS[0], Representation.LAST, None
@@ -380,19 +393,20 @@ def fit(
     net, result, adapted = adapt_network(
         spec, strategy, samples, y, labels, device=device, seed=seed, pretrained=pretrained, on_progress=step
     )
+    last = Representation.LAST.value
     return FittedModel(
-        str(strategy), result, samples, Representation.LAST.value, spec.feature_dim, net, adapted
+        str(strategy), result, samples, last, spec.feature_dim, spec.feature_dim, net=net, adapted=adapted
     )
 
 
 def _fit_linear_head(samples, y, vectors, labels, mirrored, spec, representation, seed, step) -> FittedModel:
-    X = represent(
-        np.stack([vectors[s.key] for s in samples]).astype(np.float32), representation, spec.feature_dim
-    )
-    flipped = {k: represent(v[None, :], representation, spec.feature_dim)[0] for k, v in mirrored.items()}
+    X = represent(np.stack([vectors[s.key] for s in samples]).astype(np.float32), representation, spec)
+    flipped = {k: represent(v[None, :], representation, spec)[0] for k, v in mirrored.items()}
     X, y_fit, groups = _with_mirrored(X, y, samples, flipped)
     result = fit_linear(X, y_fit, labels, seed=seed, groups=groups, on_progress=step)
-    return FittedModel(Strategy.LINEAR.value, result, samples, representation, spec.feature_dim)
+    return FittedModel(
+        Strategy.LINEAR.value, result, samples, representation, spec.feature_dim, width(representation, spec)
+    )
 
 
 def _with_mirrored(X, y, samples, mirrored: dict[str, np.ndarray]):
@@ -571,15 +585,19 @@ def export(final: FittedModel, extractor, spec, vectors, out: Path) -> Path:
 
     checked = final.samples[:EXPORT_CHECK_IMAGES]
     sources = [resolve(s.source) for s in checked]
-    taps = spec.taps if final.representation == Representation.DEPTHS else ()
+    reads = Representation(final.representation)
+    taps = spec.taps if reads != Representation.LAST else ()
+    layout_taps = spec.layout_taps if reads == Representation.LAYOUT else ()
     if final.adapted is None and extractor.engine == "onnx":
         append_head_onnx(extractor.onnx_path(), final.head, out, with_taps=bool(taps))
         check_appended_head(out, final.head, sources, final.features(checked, vectors), spec.preprocessing)
         return out
     # The network whose features the head was trained on (a worker's may sit on a GPU).
     net = final.net if final.net is not None else copy.deepcopy(extractor.net).cpu().float().eval()
-    export_serving_onnx(net, final.head, out, spec.preprocessing.crop, taps=taps)
-    check_serving_export(out, net, final.head, sources, spec.preprocessing, taps=taps)
+    export_serving_onnx(net, final.head, out, spec.preprocessing.crop, taps=taps, layout_taps=layout_taps)
+    check_serving_export(
+        out, net, final.head, sources, spec.preprocessing, taps=taps, layout_taps=layout_taps
+    )
     return out
 
 

@@ -83,8 +83,9 @@ def test_it_extracts_each_image_once_with_a_cache(extractor, sample_images, tmp_
         assert (second.n_extracted, second.n_cached) == (0, len(sample_images))
         assert not first.failed and not second.failed
         for sha, vec in first.vectors.items():
-            # The pooled features (1280), then the pooled outputs of six earlier blocks (768).
-            assert vec.shape == (2048,) and np.allclose(second.vectors[sha], vec)
+            # The pooled features (1280), the pooled outputs of six earlier blocks (768), then the
+            # 3x3 cells of three middle ones (9 x 384).
+            assert vec.shape == (5504,) and np.allclose(second.vectors[sha], vec)
 
 
 def test_it_caches_the_features_then_what_earlier_blocks_see(extractor, sample_images):
@@ -92,7 +93,31 @@ def test_it_caches_the_features_then_what_earlier_blocks_see(extractor, sample_i
     plain = extractor.extract(sample_images)
     cached = np.stack([result.vectors[sha] for sha, _ in items_of(sample_images)])
     np.testing.assert_allclose(cached[:, :1280], plain, rtol=1e-5, atol=1e-5)
-    assert cached.shape[1] == extractor.backbone.depth_dim == 1280 + sum(extractor.backbone.tap_dims)
+    assert extractor.backbone.depth_dim == 1280 + sum(extractor.backbone.tap_dims)
+    assert (
+        cached.shape[1]
+        == extractor.backbone.vector_dim
+        == extractor.backbone.depth_dim + 9 * (80 + 112 + 192)
+    )
+
+
+def test_the_cached_cells_are_torchs_adaptive_pooling_of_the_middle_blocks(extractor, sample_images):
+    import torch
+
+    from classifier.finetune import images_tensor
+
+    spec = extractor.backbone
+    cached = extractor.extract_items(items_of(sample_images)).vectors
+    x = extractor.net.stem(images_tensor(sample_images, spec.preprocessing))
+    expected = []
+    with torch.inference_mode():
+        for index, block in enumerate(extractor.net.blocks):
+            x = block(x)
+            if index in spec.layout_taps:
+                expected.append(torch.nn.functional.adaptive_avg_pool2d(x, 3).flatten(1))
+    expected = torch.cat(expected, dim=1).numpy()
+    got = np.stack([cached[sha] for sha, _ in items_of(sample_images)])[:, spec.depth_dim :]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_it_caches_each_framing_apart(extractor, sample_images):

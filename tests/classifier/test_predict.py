@@ -30,11 +30,13 @@ def test_it_agrees_with_the_torch_model_within_1e_4(trained, make_toy_image, mod
     images = [make_toy_image(c, 200 + i) for i, c in enumerate(["red", "blue", "red", "blue"])]
     head = LinearHead.from_arrays(load_arrays(trained.path))
     extractor = Extractor(trained.manifest["backbone"]["name"])
-    # The head reads the last layer alone, or that and the earlier blocks' pooled outputs.
-    taps = extractor.backbone.taps if trained.manifest["metrics"]["representation"] == "depths" else ()
+    # The head reads the last layer alone, or that and the earlier blocks' pooled outputs (and cells).
+    representation = trained.manifest["metrics"]["representation"]
+    taps = extractor.backbone.taps if representation != "last" else ()
+    layout_taps = extractor.backbone.layout_taps if representation == "layout" else ()
     batch = torch.from_numpy(preprocess_batch(images, Predictor(trained.path).preprocessing))
     with torch.inference_mode():
-        expected = serving_module(extractor.net, head, taps)(batch)[0].numpy()
+        expected = serving_module(extractor.net, head, taps, layout_taps)(batch)[0].numpy()
     got = Predictor(trained.path).predict_proba(images)
     assert np.abs(expected - got).max() < 1e-4
 
