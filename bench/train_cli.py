@@ -44,7 +44,8 @@ def _head_refit_seconds(root: Path, work: Path) -> float:
     """Refit the head from cached features only, as a retrain with no new images does."""
     import numpy as np
 
-    from classifier.features import DirectoryCache, Extractor, sha256_of
+    from classifier.cache import DirectoryCache
+    from classifier.features import Extractor, sha256_of
     from classifier.fit import fit_linear
 
     paths = sorted(p for p in (root / "train").rglob("*") if p.is_file())

@@ -84,7 +84,8 @@ def _report_skipped(skipped: list[dict], samples) -> None:
 
 
 def cmd_train(args) -> dict:
-    from .features import DirectoryCache, default_model_cache
+    from .cache import DirectoryCache
+    from .features import default_model_cache
     from .pipeline import train_model
 
     labels, samples = _folder_samples(Path(args.data_dir), "DATA_DIR")
@@ -124,7 +125,8 @@ def cmd_train(args) -> dict:
 
 def cmd_audit(args) -> dict:
     """Wrong labels, copies, outliers and unreadable files in DATA_DIR, paths relative to it."""
-    from .features import DirectoryCache, default_model_cache
+    from .cache import DirectoryCache
+    from .features import default_model_cache
     from .pipeline import audit_images
 
     root = Path(args.data_dir)

@@ -98,7 +98,7 @@ def train_model(
         labels: label names in output order (default: sorted names found in samples).
         backbone: registry name.
         strategy: "auto", "linear", "partial" or "full".
-        cache: a FeatureCache (features.DirectoryCache, the site's database cache); None keeps them
+        cache: a FeatureCache (cache.DirectoryCache, the site's database cache); None keeps them
             in memory for this call only.
         val_samples: a separate validation set; metrics are then computed on it.
         seed: seed of every split and fit.

@@ -193,7 +193,7 @@ def extract(
     Returns:
         Extracted.
     """
-    from .features import MemoryCache
+    from .cache import MemoryCache
 
     started = time.perf_counter()
     cache = cache if cache is not None else MemoryCache()

@@ -151,7 +151,7 @@ def toy_samples(root: Path):
 @pytest.fixture(scope="session")
 def trained(toy_data, model_cache, tmp_path_factory):
     """A linear model version trained on toy_data with the real default backbone."""
-    from classifier.features import MemoryCache
+    from classifier.cache import MemoryCache
     from classifier.pipeline import train_model
 
     cache = MemoryCache()

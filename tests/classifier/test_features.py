@@ -10,12 +10,11 @@ import sys
 import numpy as np
 import pytest
 
+from classifier.cache import DirectoryCache, MemoryCache
 from classifier.errors import Cancelled, InvalidImage
 from classifier.features import (
-    DirectoryCache,
     ExtractionResult,
     Extractor,
-    MemoryCache,
     export_onnx,
     make_session,
     recognize,

@@ -8,9 +8,9 @@ import pytest
 
 from classifier.artifacts import verify_artifact
 from classifier.backbones import BACKBONES
+from classifier.cache import MemoryCache
 from classifier.data import Sample
 from classifier.errors import Cancelled, TrainingError
-from classifier.features import MemoryCache
 from classifier.pipeline import STAGES, train_model
 
 

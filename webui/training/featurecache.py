@@ -14,7 +14,7 @@ _CHUNK = 500  # bounded IN (...) lists; SQLite allows at most 32766 parameters
 
 
 class DatabaseFeatureCache:
-    """classifier.features.FeatureCache backed by FeatureVector rows (float32 bytes)."""
+    """classifier.cache.FeatureCache backed by FeatureVector rows (float32 bytes)."""
 
     def get_many(self, backbone_key: str, sha256s: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
