@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .analyse import analyse
 from .artifacts import ONNX_FILE
 from .backbones import DEFAULT_BACKBONE, get_backbone
 from .data import Sample
@@ -28,7 +29,6 @@ from .errors import TrainingError
 from .progress import ADAPT_WEIGHT, Progress, ReportFn
 from .steps import (
     Extracted,
-    analyse,
     choose_setting,
     evaluate_model,
     export,
@@ -230,7 +230,7 @@ class AuditOutcome:
     """What `audit_images` found.
 
     Attributes:
-        findings: {mislabeled, near_duplicates, outliers, leakage} as in steps.analyse (by image key).
+        findings: {mislabeled, near_duplicates, outliers, leakage} as in analyse.analyse (by image key).
         failed: {key: why} for images that could not be read.
         samples: the readable images that were checked.
     """

@@ -1,6 +1,7 @@
 """The steps of a training, each taking values and returning values.
 
-    plan_evaluation -> extract -> mirror -> fit -> evaluate_model -> (fit again) -> analyse -> export -> write
+    plan_evaluation -> choose_setting -> extract -> mirror -> fit -> evaluate_model -> (fit again)
+    -> analyse (analyse.py) -> export -> write
 
 pipeline.py runs them in order for a training (`train_model`) and a data audit (`audit_images`).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import ONNX_FILE, TAIL_FILE, head_arrays, new_manifest, write_artifact
-from .audit import HASH_BITS, PERCEPTUAL_HASH, find_leakage, find_mislabeled, find_near_duplicates
+from .audit import PERCEPTUAL_HASH
 from .data import Sample, resolve
 from .errors import TrainingError
 from .evaluation import EvaluationKind, evaluate, holdout_split, kfold_evaluate
@@ -26,13 +27,10 @@ from .heads import LinearHead
 from .preprocessing import FRAMINGS
 from .progress import StepFn
 from .strategies import Strategy
-from .unknown import UnknownDetector
 
 MIN_PER_LABEL_HOLDOUT = 20
 # Held-out predictions kept in the metrics (the rest of a very large test split is only counted).
 MAX_STORED_PREDICTIONS = 5000
-# Findings kept per kind in the metrics (the site lists them; more than this nobody reviews).
-MAX_FINDINGS = 200
 # Most training images the framing / views / representation choice is made on: enough for a stable
 # cross-validated score, few enough that trying 2 framings x 2 views costs seconds, not minutes.
 PROBE_IMAGES = 300
@@ -461,115 +459,6 @@ def evaluate_model(
     if step is not None:
         step(1.0, f"scored on {len(eval_samples)} held-out images")
     return metrics
-
-
-# -- analyse ------------------------------------------------------------------------------------------
-
-
-def analyse(
-    final: FittedModel,
-    features: Extracted,
-    labels: Sequence[str],
-    plan: EvaluationPlan,
-    samples: Sequence[Sample],
-    *,
-    mirrored: dict[str, np.ndarray] | None = None,
-    seed: int = 0,
-    limit: int | None = MAX_FINDINGS,
-) -> tuple[dict, UnknownDetector]:
-    """What a person should check in their data, and the "none of these" detector.
-
-    Args:
-        final: the serving model.
-        features: the extracted backbone features and perceptual hashes.
-        labels: label names in output order.
-        plan: the evaluation plan (its test rows are checked for leakage from the training rows).
-        samples: the readable training images, in plan row order.
-        mirrored: vectors of the mirror images the serving model also learned from, by key.
-        seed: seed of any folds.
-        limit: most findings kept per kind (None: all).
-    Returns:
-        ({mislabeled, near_duplicates, outliers, leakage}, fitted UnknownDetector); each finding names
-        images by key, most suspicious first.
-    """
-    labels = list(labels)
-    vectors = features.vectors
-    X = final.features(final.samples, vectors)
-    y = np.array([labels.index(s.label) for s in final.samples])
-    keys = [s.key for s in final.samples]
-    oof = _out_of_fold(final, X, y, labels, seed)
-    mislabeled = [{**item, "key": keys[item["index"]]} for item in find_mislabeled(oof, y, labels)]
-    # Copies are judged on the pretrained features, whatever the strategy: what a picture shows, not
-    # what the adapted network learned to separate.
-    pretrained = _last_layer(vectors, keys, final.feature_dim)
-    duplicates = [
-        {"a": a, "b": b, "similarity": round(sim, 4)}
-        for a, b, sim in find_near_duplicates(pretrained, _hashes(keys, features.hashes), ids=keys)
-    ]
-    leaks = []
-    if len(plan.test_idx):
-        train = [samples[i].key for i in plan.train_idx]
-        test = [samples[i].key for i in plan.test_idx]
-        found = find_leakage(
-            _last_layer(vectors, train, final.feature_dim),
-            _hashes(train, features.hashes),
-            _last_layer(vectors, test, final.feature_dim),
-            _hashes(test, features.hashes),
-        )
-        leaks = [{"train": train[i], "test": test[j], "similarity": round(s, 4)} for i, j, s in found]
-    # The detector reads the last layer's features (see UnknownDetector) of every image and of every
-    # view of it the model learned from.
-    # Served features start with the last layer's: the adapted network's for partial / full.
-    served = X[:, : final.feature_dim]
-    row = {k: i for i, k in enumerate(keys)}
-    views = [k for k in keys if k in (mirrored or {})] if final.adapted is None else []
-    reference = np.concatenate(
-        [served, *([np.stack([mirrored[k][: final.feature_dim] for k in views])] if views else [])]
-    )
-    groups = np.concatenate([np.arange(len(keys)), np.array([row[k] for k in views], dtype=np.int64)])
-    detector = UnknownDetector(random_state=seed).fit(reference, groups=groups)
-    held_out = detector.train_scores_
-    # The same rule as "none of these" for a new picture: about 1 - KNOWN_QUANTILE of a project's own
-    # images are listed, most unusual first (held-out scores crowd together in a small set, so a
-    # far-out fence above them missed even a plain blue square among 83 insect photos).
-    unusual = np.flatnonzero(held_out > detector.threshold_)
-    outliers = [
-        {"key": keys[i], "label": final.samples[i].label, "score": round(float(held_out[i]), 4)}
-        for i in unusual[np.argsort(-held_out[unusual], kind="stable")]
-    ]
-    findings = {
-        "mislabeled": mislabeled[:limit],
-        "near_duplicates": duplicates[:limit],
-        "outliers": outliers[:limit],
-        "leakage": leaks[:limit],
-    }
-    return findings, detector
-
-
-def _last_layer(vectors: dict[str, np.ndarray], keys: Sequence[str], feature_dim: int) -> np.ndarray:
-    return np.stack([vectors[k][:feature_dim] for k in keys]).astype(np.float32)
-
-
-def _hashes(keys: Sequence[str], hashes: dict[str, np.ndarray]) -> np.ndarray:
-    # An image whose hash could not be taken (read once, unreadable now) gets all-zero bits: half a
-    # typical hash away from anything, so it pairs with nothing.
-    empty = np.zeros(HASH_BITS, dtype=np.uint8)
-    return np.stack([np.asarray(hashes.get(k, empty), dtype=np.uint8) for k in keys])
-
-
-def _out_of_fold(final: FittedModel, X, y, labels, seed: int) -> np.ndarray:
-    """Calibrated probabilities for every training image from heads that never saw it."""
-    from scipy.special import softmax
-
-    oof = getattr(final.head, "oof_decision_", None)
-    if oof is not None and len(oof) >= len(y):
-        # The head's own C search already answered every row out of fold; originals come first.
-        return softmax(oof[: len(y)], axis=1)
-    # Heads of the adapted strategies have no C search: cross-validate a head with their C.
-    _metrics, proba = kfold_evaluate(
-        X, y, labels, seed=seed, make_head=lambda: LinearHead(C=final.head.C_, random_state=seed)
-    )
-    return proba
 
 
 # -- export and write ---------------------------------------------------------------------------------
