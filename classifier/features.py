@@ -44,6 +44,12 @@ INPUT_NAME = "images"
 DEPTHS_LAYOUT = "+depths2"
 
 
+def is_current_cache_key(key: str) -> bool:
+    """Args: key: a cached vectors' key (Extractor.cache_key). Returns: whether today's code reads such
+    vectors; keys of an earlier layout are never read again and can be deleted."""
+    return f"{DEPTHS_LAYOUT}+" in f"{key}+"
+
+
 def sha256_of(data: bytes) -> str:
     """Args: data: file bytes. Returns: the lowercase hex sha256 (the key of every cached vector)."""
     return hashlib.sha256(data).hexdigest()
