@@ -78,9 +78,50 @@ def test_it_reports_near_duplicates_and_unreadable_images(client_for, project, o
     )
     response = client_for(owner).get(reverse("projects:detail", args=[project.pk]))
     health = response.context["health"]
-    assert health["duplicate_count"] == 1 and health["duplicates"][0]["a"].sha256 == a
+    found = health["findings"]
+    assert found["duplicate_count"] == 1 and found["duplicates"][0]["a"].sha256 == a
     assert health["failed_count"] == 1 and health["failed"][0]["error"] == "image is incomplete"
     body = response.content.decode()
-    assert "Near-duplicates" in body and "99% similar" in body
+    assert "Copies of the same photo" in body and "99% alike" in body
     assert "Could not be read" in body and "image is incomplete" in body
     assert "75%" in body and "v1 serving" in body
+
+
+def test_it_lists_what_the_serving_version_found_with_one_click_fixes(
+    client_for, project, owner, viewer, make_version
+):
+    _fill(project, {"ants": 3, "bees": 3})
+    wrong, odd = f"{0:064x}", f"{4:064x}"  # an "ants" image that looks like bees; a bee unlike the rest
+    version = make_version(project, 1)
+    version.metrics = {
+        "accuracy": 0.9,
+        "mislabeled": [{"key": wrong, "given": "ants", "predicted": "bees", "confidence": 0.93}],
+        "outliers": [{"key": odd, "label": "bees", "score": 1.7}],
+    }
+    version.save()
+    version.promote(owner)
+    image = project.images.get(sha256=wrong)
+    relabel = reverse("training:relabel", args=[project.pk, image.pk])
+    delete = reverse("training:delete-image", args=[project.pk, project.images.get(sha256=odd).pk])
+
+    response = client_for(owner).get(reverse("projects:detail", args=[project.pk]))
+    found = response.context["health"]["findings"]
+    assert (found["mislabeled_count"], found["duplicate_count"], found["outlier_count"]) == (1, 0, 1)
+    body = response.content.decode()
+    assert "What v1 noticed in the data" in body and "Photos that may be labelled wrong" in body
+    assert "Labelled <strong>ants</strong>, looks like <strong>bees</strong> (93%)" in body
+    assert "Label it bees" in body and relabel in body
+    assert "Photos unlike the rest" in body and delete in body
+
+    # The fix works from the overview and comes back to it.
+    bees = project.labels.get(name="bees")
+    answer = client_for(owner).post(
+        relabel, {"label": bees.pk, "next": reverse("projects:detail", args=[project.pk])}
+    )
+    assert answer.status_code == 302 and answer.url == reverse("projects:detail", args=[project.pk])
+    image.refresh_from_db()
+    assert image.label_id == bees.pk
+
+    # Someone who may only look sees the findings but no forms.
+    body = client_for(viewer).get(reverse("projects:detail", args=[project.pk])).content.decode()
+    assert "Photos that may be labelled wrong" in body and relabel not in body

@@ -28,6 +28,7 @@ from classifier.preprocessing import EXTENSIONS, inspect_image
 from classifier.strategies import MIN_PER_LABEL, USEFUL_PER_LABEL
 from classifier.strategies import MIN_PER_LABEL_PARTIAL as ADAPT_PER_LABEL
 from webui.projects.models import Image, Label, Membership, Project
+from webui.training.findings import findings, images_by_sha
 
 log = logging.getLogger(__name__)
 
@@ -471,6 +472,9 @@ def accept_suggestions(project: Project, version, threshold: float, *, limit: in
 
 # --- data health ----------------------------------------------------------------------------------
 
+# Findings of each kind the overview lists (the serving version's results page lists them all).
+HEALTH_FINDINGS = 6
+
 
 def data_health(project: Project) -> dict:
     """What a person should know before training: per-label readiness, imbalance, engine findings."""
@@ -499,17 +503,10 @@ def data_health(project: Project) -> dict:
         row["percent"] = round(100 * row["count"] / biggest) if biggest else 0
 
     version = project.serving_version
-    metrics = version.metrics if version else {}
-    pairs = (metrics or {}).get("near_duplicates") or []
     latest = project.runs.order_by("-created").first()
     finished = project.runs.exclude(metrics={}).order_by("-created").first()
     skipped = ((finished.metrics if finished else {}) or {}).get("skipped") or []
-    wanted = {p["a"] for p in pairs[:12]} | {p["b"] for p in pairs[:12]} | {s["key"] for s in skipped[:20]}
-    by_sha = {i.sha256: i for i in project.images.filter(sha256__in=wanted)} if wanted else {}
-    duplicates = [
-        {"a": by_sha.get(p["a"]), "b": by_sha.get(p["b"]), "similarity": p.get("similarity")}
-        for p in pairs[:12]
-    ]
+    by_sha = images_by_sha(project, [s["key"] for s in skipped[:20]])
     failed = [
         {"image": by_sha.get(s["key"]), "key": s["key"], "error": s.get("error", "")} for s in skipped[:20]
     ]
@@ -518,8 +515,8 @@ def data_health(project: Project) -> dict:
         "ready_labels": ready,
         "can_train": ready >= 2,
         "imbalance": imbalance,
-        "duplicates": duplicates,
-        "duplicate_count": len(pairs),
+        # What the serving version's audit found, as its results page lists it, a few of each kind.
+        "findings": findings(project, version, limit=HEALTH_FINDINGS),
         "failed": failed,
         "failed_count": len(skipped),
         "latest_run": latest,

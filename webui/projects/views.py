@@ -91,6 +91,7 @@ def project_detail(request, project_id):
         "project": project,
         "counts": counts,
         "health": services.data_health(project),
+        "labels": list(project.labels.all()),  # the one-click fixes offer every label
         "versions": project.versions.all()[:5],
         "can_edit": project.can_edit(request.user),
         "tab": "overview",

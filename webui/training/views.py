@@ -20,6 +20,7 @@ from webui.projects.models import Image
 from webui.projects.services import delete_image as remove_image
 from webui.projects.services import set_label
 from webui.training.artifacts import ArtifactBroken
+from webui.training.findings import findings
 from webui.training.models import ArtifactInUse, InvalidTransition, ModelVersion, RunStatus, rollback
 from webui.training.services import TrainingRefused, cancel, check_ready, start_training
 
@@ -42,6 +43,8 @@ STRATEGY_HELP = {
 }
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 PREDICTION_CACHE_S = 7 * 24 * 3600
+# Findings of each kind the results page lists (its counts cover them all).
+REPORT_FINDINGS = 60
 
 
 def _is_htmx(request) -> bool:
@@ -169,13 +172,6 @@ def _reason(strategy: str, reason: str) -> str:
     return reason[len(prefix) :].strip() if strategy and reason.startswith(prefix) else reason
 
 
-def _images_by_sha(project, shas) -> dict[str, Image]:
-    shas = {s for s in shas if s}
-    if not shas:
-        return {}
-    return {i.sha256: i for i in project.images.filter(sha256__in=shas).select_related("label")}
-
-
 def _heat(fraction: float, correct: bool) -> str:
     alpha = 0.08 + 0.85 * fraction if fraction else 0.0
     rgb = "4, 120, 87" if correct else "185, 28, 28"
@@ -221,16 +217,7 @@ def _report(project, version: ModelVersion) -> dict:
                 "support": row.get("support"),
             }
         )
-    mislabeled = metrics.get("mislabeled") or []
-    duplicates = metrics.get("near_duplicates") or []
-    found = _images_by_sha(
-        project,
-        [m.get("key") for m in mislabeled]
-        + [d.get("a") for d in duplicates]
-        + [d.get("b") for d in duplicates]
-        + [o.get("key") for o in (metrics.get("outliers") or [])[:40]],
-    )
-    label_ids = dict(project.labels.values_list("name", "pk"))
+    found = findings(project, version, limit=REPORT_FINDINGS)
     supports = [row["support"] for row in per_class if row["support"]]
     return {
         "accuracy": _pct(metrics.get("accuracy")),
@@ -246,24 +233,9 @@ def _report(project, version: ModelVersion) -> dict:
         "per_class": per_class,
         "matrix": _matrix(metrics),
         "matrix_labels": metrics.get("labels") or [],
-        "mislabeled": [
-            {
-                **m,
-                "image": found.get(m.get("key")),
-                "confidence": _pct(m.get("confidence")),
-                "suggested_label": label_ids.get(m.get("predicted")),
-            }
-            for m in mislabeled[:60]
-        ],
-        "duplicates": [
-            {
-                "a": found.get(d.get("a")),
-                "b": found.get(d.get("b")),
-                "similarity": _pct(d.get("similarity")),
-            }
-            for d in duplicates[:40]
-        ],
-        "outliers": [{**o, "image": found.get(o.get("key"))} for o in (metrics.get("outliers") or [])[:40]],
+        "mislabeled": found["mislabeled"],
+        "duplicates": found["duplicates"],
+        "outliers": found["outliers"],
         # Calibration errors are a few points: one decimal says more than a rounded 3.
         "ece": None if metrics.get("ece") is None else round(float(metrics["ece"]) * 100, 1),
         "leakage": len(metrics.get("leakage") or []),

@@ -1,0 +1,68 @@
+"""What a version's data audit found, with the images it names.
+
+The results page and the project's data-health panel list the same findings through `findings`, so
+a person sees one account of their data wherever they look.
+"""
+
+from __future__ import annotations
+
+from webui.projects.models import Image
+from webui.training.models import ModelVersion
+
+
+def images_by_sha(project, shas) -> dict[str, Image]:
+    """Args: project; shas: image keys (None and repeats allowed). Returns: the project's images by key
+    (images deleted since are absent)."""
+    shas = {s for s in shas if s}
+    if not shas:
+        return {}
+    return {i.sha256: i for i in project.images.filter(sha256__in=shas).select_related("label")}
+
+
+def _pct(value) -> int | None:
+    return None if value is None else round(float(value) * 100)
+
+
+def findings(project, version: ModelVersion | None, *, limit: int) -> dict:
+    """Likely mislabeled photos, copies and outliers that a version's audit found.
+
+    Args:
+        project: the version's project.
+        version: the version (None: nothing found).
+        limit: most items listed per kind (the counts cover them all).
+    Returns:
+        {"mislabeled": [{...finding, image, confidence (%), suggested_label (id)}], "duplicates":
+        [{a, b, similarity (%)}], "outliers": [{...finding, image}], and "mislabeled_count",
+        "duplicate_count", "outlier_count"}; an image is None where it has been deleted since.
+    """
+    metrics = (version.metrics or {}) if version is not None else {}
+    mislabeled = (metrics.get("mislabeled") or [])[:limit]
+    duplicates = (metrics.get("near_duplicates") or [])[:limit]
+    outliers = (metrics.get("outliers") or [])[:limit]
+    found = images_by_sha(
+        project,
+        [m.get("key") for m in mislabeled]
+        + [d.get("a") for d in duplicates]
+        + [d.get("b") for d in duplicates]
+        + [o.get("key") for o in outliers],
+    )
+    label_ids = dict(project.labels.values_list("name", "pk"))
+    return {
+        "mislabeled": [
+            {
+                **m,
+                "image": found.get(m.get("key")),
+                "confidence": _pct(m.get("confidence")),
+                "suggested_label": label_ids.get(m.get("predicted")),
+            }
+            for m in mislabeled
+        ],
+        "duplicates": [
+            {"a": found.get(d.get("a")), "b": found.get(d.get("b")), "similarity": _pct(d.get("similarity"))}
+            for d in duplicates
+        ],
+        "outliers": [{**o, "image": found.get(o.get("key"))} for o in outliers],
+        "mislabeled_count": len(metrics.get("mislabeled") or []),
+        "duplicate_count": len(metrics.get("near_duplicates") or []),
+        "outlier_count": len(metrics.get("outliers") or []),
+    }
