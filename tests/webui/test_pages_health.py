@@ -113,15 +113,19 @@ def test_it_lists_what_the_serving_version_found_with_one_click_fixes(
     assert "Label it bees" in body and relabel in body
     assert "Photos unlike the rest" in body and delete in body
 
-    # The fix works from the overview and comes back to it.
-    bees = project.labels.get(name="bees")
-    answer = client_for(owner).post(
-        relabel, {"label": bees.pk, "next": reverse("projects:detail", args=[project.pk])}
-    )
-    assert answer.status_code == 302 and answer.url == reverse("projects:detail", args=[project.pk])
-    image.refresh_from_db()
-    assert image.label_id == bees.pk
-
     # Someone who may only look sees the findings but no forms.
     body = client_for(viewer).get(reverse("projects:detail", args=[project.pk])).content.decode()
     assert "Photos that may be labelled wrong" in body and relabel not in body
+
+    # The fix works from the overview, comes back to it, and the finding is gone from both pages.
+    bees = project.labels.get(name="bees")
+    overview = reverse("projects:detail", args=[project.pk])
+    answer = client_for(owner).post(relabel, {"label": bees.pk, "next": overview})
+    assert answer.status_code == 302 and answer.url == overview
+    image.refresh_from_db()
+    assert image.label_id == bees.pk
+    response = client_for(owner).get(overview)
+    assert response.context["health"]["findings"]["mislabeled_count"] == 0
+    assert "Photos that may be labelled wrong" not in response.content.decode()
+    results = client_for(owner).get(reverse("training:version", args=[project.pk, 1])).content.decode()
+    assert "Photos that may be labelled wrong" not in results and "Photos unlike the rest" in results

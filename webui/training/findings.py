@@ -24,21 +24,22 @@ def _pct(value) -> int | None:
 
 
 def findings(project, version: ModelVersion | None, *, limit: int) -> dict:
-    """Likely mislabeled photos, copies and outliers that a version's audit found.
+    """Likely mislabeled photos, copies and outliers that a version's audit found, less what has been
+    dealt with since: a photo deleted, or relabelled as the model suggested.
 
     Args:
         project: the version's project.
         version: the version (None: nothing found).
-        limit: most items listed per kind (the counts cover them all).
+        limit: most items listed per kind (the counts cover every one still open).
     Returns:
         {"mislabeled": [{...finding, image, confidence (%), suggested_label (id)}], "duplicates":
         [{a, b, similarity (%)}], "outliers": [{...finding, image}], and "mislabeled_count",
-        "duplicate_count", "outlier_count"}; an image is None where it has been deleted since.
+        "duplicate_count", "outlier_count"}.
     """
     metrics = (version.metrics or {}) if version is not None else {}
-    mislabeled = (metrics.get("mislabeled") or [])[:limit]
-    duplicates = (metrics.get("near_duplicates") or [])[:limit]
-    outliers = (metrics.get("outliers") or [])[:limit]
+    mislabeled = metrics.get("mislabeled") or []
+    duplicates = metrics.get("near_duplicates") or []
+    outliers = metrics.get("outliers") or []
     found = images_by_sha(
         project,
         [m.get("key") for m in mislabeled]
@@ -47,22 +48,32 @@ def findings(project, version: ModelVersion | None, *, limit: int) -> dict:
         + [o.get("key") for o in outliers],
     )
     label_ids = dict(project.labels.values_list("name", "pk"))
+
+    def open_mislabel(m) -> bool:
+        image = found.get(m.get("key"))
+        return image is not None and (image.label.name if image.label else None) != m.get("predicted")
+
+    mislabeled = [
+        {
+            **m,
+            "image": found[m["key"]],
+            "confidence": _pct(m.get("confidence")),
+            "suggested_label": label_ids.get(m.get("predicted")),
+        }
+        for m in mislabeled
+        if open_mislabel(m)
+    ]
+    pairs = [
+        {"a": found[d["a"]], "b": found[d["b"]], "similarity": _pct(d.get("similarity"))}
+        for d in duplicates
+        if d.get("a") in found and d.get("b") in found
+    ]
+    outliers = [{**o, "image": found[o["key"]]} for o in outliers if o.get("key") in found]
     return {
-        "mislabeled": [
-            {
-                **m,
-                "image": found.get(m.get("key")),
-                "confidence": _pct(m.get("confidence")),
-                "suggested_label": label_ids.get(m.get("predicted")),
-            }
-            for m in mislabeled
-        ],
-        "duplicates": [
-            {"a": found.get(d.get("a")), "b": found.get(d.get("b")), "similarity": _pct(d.get("similarity"))}
-            for d in duplicates
-        ],
-        "outliers": [{**o, "image": found.get(o.get("key"))} for o in outliers],
-        "mislabeled_count": len(metrics.get("mislabeled") or []),
-        "duplicate_count": len(metrics.get("near_duplicates") or []),
-        "outlier_count": len(metrics.get("outliers") or []),
+        "mislabeled": mislabeled[:limit],
+        "duplicates": pairs[:limit],
+        "outliers": outliers[:limit],
+        "mislabeled_count": len(mislabeled),
+        "duplicate_count": len(pairs),
+        "outlier_count": len(outliers),
     }
