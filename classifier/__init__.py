@@ -4,7 +4,7 @@ Stage 1 is a backbone pretrained on ImageNet (backbones.py, the registry; lite.p
 written out). Stage 2 turns each image into the pooled output of the layer before the backbone's
 classifier (and of earlier blocks, whole and on a grid), once, and caches it (features.py, cache.py).
 Stage 3 trains a new classifier on those vectors, adapting the last blocks or the whole network when
-there is enough data and a GPU (heads.py, fit.py, finetune.py), in the named steps of steps.py that
+there is enough data and a GPU (heads.py, fit.py, finetune.py, optim.py), in the named steps of steps.py that
 pipeline.py runs; analyse.py, audit.py and unknown.py say what to check and what is a guess.
 A finished model is a checked artifact directory (artifacts.py) that `Predictor` (predict.py) serves
 through ONNX Runtime without importing torch.
