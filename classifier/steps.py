@@ -56,6 +56,14 @@ def width(representation: str, spec) -> int:
     }[Representation(representation)]
 
 
+def taps_read(representation: str, spec) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Args: representation; spec: the Backbone. Returns: (blocks whose pooled outputs, blocks whose
+    grid cells) a head with that representation reads after the features, as the serving graph takes them."""
+    reads = Representation(representation)
+    taps = spec.taps if reads != Representation.LAST else ()
+    return taps, spec.layout_taps if reads == Representation.LAYOUT else ()
+
+
 def represent(X: np.ndarray, representation: str, spec) -> np.ndarray:
     """Args: X: cached vectors [N, vector_dim]; representation; spec: the Backbone.
     Returns: the columns a head with that representation reads."""
@@ -474,9 +482,7 @@ def export(final: FittedModel, extractor, spec, vectors, out: Path) -> Path:
 
     checked = final.samples[:EXPORT_CHECK_IMAGES]
     sources = [resolve(s.source) for s in checked]
-    reads = Representation(final.representation)
-    taps = spec.taps if reads != Representation.LAST else ()
-    layout_taps = spec.layout_taps if reads == Representation.LAYOUT else ()
+    taps, layout_taps = taps_read(final.representation, spec)
     if final.adapted is None and extractor.engine == "onnx":
         append_head_onnx(extractor.onnx_path(), final.head, out, with_taps=bool(taps))
         check_appended_head(out, final.head, sources, final.features(checked, vectors), spec.preprocessing)

@@ -26,14 +26,13 @@ def test_it_agrees_with_the_torch_model_within_1e_4(trained, make_toy_image, mod
 
     from classifier.export import serving_module
     from classifier.features import Extractor
+    from classifier.steps import taps_read
 
     images = [make_toy_image(c, 200 + i) for i, c in enumerate(["red", "blue", "red", "blue"])]
     head = LinearHead.from_arrays(load_arrays(trained.path))
     extractor = Extractor(trained.manifest["backbone"]["name"])
     # The head reads the last layer alone, or that and the earlier blocks' pooled outputs (and cells).
-    representation = trained.manifest["metrics"]["representation"]
-    taps = extractor.backbone.taps if representation != "last" else ()
-    layout_taps = extractor.backbone.layout_taps if representation == "layout" else ()
+    taps, layout_taps = taps_read(trained.manifest["metrics"]["representation"], extractor.backbone)
     batch = torch.from_numpy(preprocess_batch(images, Predictor(trained.path).preprocessing))
     with torch.inference_mode():
         expected = serving_module(extractor.net, head, taps, layout_taps)(batch)[0].numpy()

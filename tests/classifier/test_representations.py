@@ -7,7 +7,7 @@ import pytest
 
 from classifier.backbones import grid_pool
 from classifier.heads import LinearHead
-from classifier.steps import Representation, represent, width
+from classifier.steps import Representation, represent, taps_read, width
 
 
 def test_grid_pool_is_torchs_adaptive_average_pooling_at_sizes_that_do_not_divide():
@@ -48,8 +48,9 @@ def test_the_served_graph_gives_the_heads_answers(representation, model_cache, m
     vectors = extractor.extract_items([(sha256_of(b), b) for b in images]).vectors
     X = represent(np.stack([vectors[sha256_of(b)] for b in images]), representation, spec)
     head = LinearHead(C=1.0).fit(X, np.array([0, 1] * 4))
-    taps = spec.taps if representation != Representation.LAST else ()
-    layout_taps = spec.layout_taps if representation == Representation.LAYOUT else ()
+    taps, layout_taps = taps_read(representation, spec)
+    assert bool(taps) == (representation != Representation.LAST)
+    assert bool(layout_taps) == (representation == Representation.LAYOUT)
 
     appended = append_head_onnx(extractor.onnx_path(), head, tmp_path / "appended.onnx", with_taps=bool(taps))
     check_appended_head(appended, head, images[:4], list(X[:4]), spec.preprocessing)  # raises on a mismatch
