@@ -1,6 +1,7 @@
-"""Feature extraction end to end (decode included): ONNX Runtime vs eager PyTorch, same run.
+"""Feature extraction end to end (decode included): this host's engine vs the fp32 ONNX Runtime pipeline
+and eager PyTorch, same photos, same run.
 
-Target: at least 100 images/s on hymenoptera/train and at least 5x eager PyTorch.
+Targets: at least 2x the fp32 pipeline and at least 10x eager PyTorch on hymenoptera/train.
     .venv/bin/python -m bench.extraction
 """
 

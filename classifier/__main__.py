@@ -1,4 +1,4 @@
-"""Command line: python -m classifier train|evaluate|predict|audit|recognize|backbones|bench|export-backbone.
+"""Command line: python -m classifier train|evaluate|predict|audit|recognize|backbones|engines|bench|export-backbone.
 
 Progress goes to stderr; results go to stdout as JSON (the last line of `train` and `evaluate` is one
 JSON object). A person's mistake (missing folder, one label only, an unreadable image) gives a message
@@ -307,6 +307,15 @@ def cmd_bench(args) -> dict:
     return result
 
 
+def cmd_engines(args) -> dict:
+    from .benchmark import engine_report
+
+    try:
+        return engine_report(args.backbone, measure=args.measure)
+    except ValueError as exc:  # a PINHOLE_ENGINE value that is not one of the settings
+        raise UsageError(str(exc)) from exc
+
+
 def cmd_export_backbone(args) -> dict:
     # Import torch first so the Extractor exports here instead of starting yet another process.
     import torch  # noqa: F401
@@ -363,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     backbones = sub.add_parser("backbones", help="which backbones are usable on this host")
     backbones.set_defaults(func=cmd_backbones)
+
+    engines = sub.add_parser("engines", help="which engine runs the network on this CPU, and why")
+    engines.add_argument("--measure", action="store_true", help="time every engine this host can run")
+    engines.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    engines.set_defaults(func=cmd_engines)
 
     export = sub.add_parser("export-backbone", help="export a pretrained backbone to ONNX (cached)")
     export.add_argument("backbone")

@@ -81,7 +81,7 @@ def export_serving_onnx(
     Returns:
         path.
     """
-    from .features import export_onnx
+    from .graphs import export_onnx
 
     module = serving_module(net, head, taps, layout_taps)
     export_onnx(module, Path(path), crop, output_names=["probabilities", "features"])
@@ -189,8 +189,9 @@ def check_serving_export(
         return
     import torch
 
-    from .features import INPUT_NAME, make_session
+    from .engines import make_session
     from .finetune import images_tensor
+    from .graphs import INPUT_NAME
 
     batch = images_tensor(sources, prep)
     with torch.inference_mode():
@@ -201,8 +202,13 @@ def check_serving_export(
         raise TrainingError(f"the exported model disagrees with the trained one (max difference {worst:.2g})")
 
 
-def check_appended_head(onnx_path: Path, head: LinearHead, sources: list, cached: list, prep) -> None:
+def check_appended_head(
+    onnx_path: Path, head: LinearHead, sources: list, cached: list, prep, *, precision: str = "fp32"
+) -> None:
     """The appended head must reproduce the trained head, on features that match the cached ones.
+
+    The graph runs in fp32 here (the file people download); the cached vectors may come from a faster
+    engine, and are then held to that engine's measured bound (engines.FEATURE_COSINE).
 
     Args:
         onnx_path: the serving graph from append_head_onnx.
@@ -210,13 +216,15 @@ def check_appended_head(onnx_path: Path, head: LinearHead, sources: list, cached
         sources: a few training images.
         cached: their cached feature vectors (what the head was trained on).
         prep: the backbone's preprocessing.
+        precision: the engines.Precision that computed `cached`.
     Raises:
         TrainingError: a probability differs by more than EXPORT_TOLERANCE, or the graph's features
             point elsewhere than the cached ones (the cache holds another network's vectors).
     """
     if not sources:
         return
-    from .features import INPUT_NAME, make_session
+    from .engines import FEATURE_COSINE, Precision, make_session
+    from .graphs import INPUT_NAME
     from .predict import preprocess_batch
 
     probabilities, features = make_session(onnx_path).run(
@@ -229,7 +237,7 @@ def check_appended_head(onnx_path: Path, head: LinearHead, sources: list, cached
     cosine = np.sum(features * reference, axis=1) / (
         np.linalg.norm(features, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12
     )
-    if float(cosine.min()) < MIN_FEATURE_COSINE:
+    if float(cosine.min()) < min(MIN_FEATURE_COSINE, FEATURE_COSINE[Precision(precision)]):
         raise TrainingError(
             "the exported network's features differ from the cached ones "
             f"(cosine {float(cosine.min()):.3f}); the feature cache may hold another network's vectors"

@@ -14,10 +14,8 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import threading
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,7 +27,9 @@ import numpy as np
 from classifier.backbones import DEFAULT_BACKBONE, Backbone, get_backbone, imagenet_categories
 from classifier.cache import FeatureCache
 from classifier.data import resolve
+from classifier.engines import EngineChoice, Precision, choose, cpu_count, open_session
 from classifier.errors import BackboneUnavailable, ImageError
+from classifier.graphs import INPUT_NAME, OPSET, export_onnx
 from classifier.preprocessing import Source, load_rgb, preprocess
 
 ProgressCallback = Callable[[float, str], None]
@@ -37,8 +37,6 @@ ProgressCallback = Callable[[float, str], None]
 # Bump when the exported graph changes for the same weights (wrapper outputs, opset, padding code),
 # so stale cached ONNX files are not reused.
 _EXPORT_VERSION = 4
-_OPSET = 17
-INPUT_NAME = "images"
 # Cached vectors hold the pooled features, every tap's pooled output, then the layout taps' grid cells
 # (Backbone.vector_dim wide); the suffix keeps them apart from vectors cached in an earlier layout.
 DEPTHS_LAYOUT = "+depths2"
@@ -55,115 +53,10 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def cpu_count() -> int:
-    """Returns: the CPU cores this process may use (cgroup/affinity aware where the OS says)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
 def default_model_cache() -> Path:
     """Returns: PINHOLE_MODEL_CACHE, or ~/.cache/pinhole."""
     env = os.environ.get("PINHOLE_MODEL_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "pinhole"
-
-
-# --- ONNX export ------------------------------------------------------------------------------------
-
-
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
-    os.close(fd)
-    return Path(tmp)
-
-
-def export_onnx(
-    module: Any,
-    path: str | os.PathLike,
-    crop: int,
-    *,
-    input_name: str = INPUT_NAME,
-    output_names: Sequence[str] = ("features",),
-    opset: int = _OPSET,
-    metadata: Mapping[str, str] | None = None,
-) -> Path:
-    """Exports a torch module taking [N, 3, crop, crop] images to one self-contained ONNX file.
-
-    Uses the TorchScript exporter (`dynamo=False`): the dynamo exporter of this torch version needs
-    onnxscript, which Pinhole does not depend on. The batch axis is dynamic; the spatial size is fixed.
-    Written to a temporary name and renamed, so a reader never sees half a file.
-
-    Args:
-        module: a torch.nn.Module (put in eval mode here).
-        path: destination file.
-        crop: image side the model is traced with.
-        input_name, output_names: graph names (one output name per tensor the module returns).
-        opset: ONNX opset.
-        metadata: strings stored in the model's metadata_props (readable from an ORT session
-            without torch).
-    Returns:
-        The path written.
-    """
-    import torch
-
-    path = Path(path)
-    module = module.eval()
-    dummy = torch.zeros((2, 3, crop, crop), dtype=torch.float32)
-    dynamic_axes = {input_name: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
-    tmp = _atomic_target(path)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The legacy exporter warns about its own deprecation and about shapes read as Python ints
-            # (SAME padding); both are expected: the crop size is fixed by design.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (dummy,),
-                str(tmp),
-                dynamo=False,
-                input_names=[input_name],
-                output_names=list(output_names),
-                dynamic_axes=dynamic_axes,
-                opset_version=opset,
-                do_constant_folding=True,
-                export_params=True,
-            )
-        if metadata:
-            import onnx
-
-            model = onnx.load(str(tmp))
-            for key, value in metadata.items():
-                model.metadata_props.add(key=key, value=value)
-            onnx.save(model, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def make_session(path: str | os.PathLike, threads: int | None = None):
-    """Opens an ONNX Runtime CPU session tuned for batch inference.
-
-    Args:
-        path: an .onnx file.
-        threads: intra-op threads (default: every core this process may use).
-    Returns:
-        An onnxruntime.InferenceSession.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or cpu_count()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # Idle ORT threads spin by default, stealing the cores the decoding threads need between batches.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _features_logits_taps(net, taps: tuple[int, ...], layout_taps: tuple[int, ...]):
@@ -256,7 +149,9 @@ class Extractor:
         onnx_dir: where exported models are cached (default PINHOLE_MODEL_CACHE/onnx or ~/.cache/pinhole/onnx).
         threads: CPU threads for decoding and ONNX Runtime (default: all usable cores).
         pretrained: False uses random weights (tests); the ONNX file is then keyed by their hash.
-        engine: "auto" (ONNX Runtime on CPU, torch on CUDA), "onnx" or "torch" (eager, for comparison).
+        engine: "auto" (the ONNX graph on CPU, torch on CUDA), "onnx" or "torch" (eager, for comparison).
+        precision: how the ONNX graph runs on this CPU: "auto", "fp32", "bf16" or "int8" (default:
+            PINHOLE_ENGINE, else "auto"; see engines.choose). Vectors of each precision are cached apart.
         mirrored: extract features of the horizontally mirrored images (training augmentation),
             cached under their own key.
         framing: "crop" (the backbone's centre crop) or "full" (the whole frame); cached apart.
@@ -273,6 +168,7 @@ class Extractor:
         engine: str = "auto",
         mirrored: bool = False,
         framing: str = "crop",
+        precision: str | None = None,
     ):
         self.backbone = get_backbone(backbone)
         self.mirrored = mirrored
@@ -292,6 +188,11 @@ class Extractor:
         if engine == "onnx" and device != "cpu":
             raise ValueError("the ONNX engine runs on the CPU; use engine='torch' for CUDA")
         self.engine = engine
+        self.choice: EngineChoice = (
+            choose(precision)
+            if engine == "onnx"
+            else EngineChoice(Precision.FP32, "torch", f"eager PyTorch on {device}")
+        )
         self.hash_fn: Callable[[Any], np.ndarray] | None = None
         self._net = None
         self._session = None
@@ -327,9 +228,9 @@ class Extractor:
         """Returns: the cached ONNX file (features and ImageNet logits), exporting it on first use."""
         crop = self.preprocessing.crop
         if self.pretrained:
-            identity = f"{self.backbone.weights_id}|{crop}|{_OPSET}|{_EXPORT_VERSION}"
+            identity = f"{self.backbone.weights_id}|{crop}|{OPSET}|{_EXPORT_VERSION}"
         else:
-            identity = f"random:{_state_digest(self.net)}|{crop}|{_OPSET}|{_EXPORT_VERSION}"
+            identity = f"random:{_state_digest(self.net)}|{crop}|{OPSET}|{_EXPORT_VERSION}"
         digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         path = self.onnx_dir / f"{self.backbone.cache_key}-{digest}.onnx"
         if not path.is_file() and self.pretrained and "torch" not in sys.modules:
@@ -359,7 +260,11 @@ class Extractor:
                 # One intra-op thread per lane: lanes run whole batches side by side, which keeps every
                 # core busy without ONNX Runtime's per-layer thread synchronisation (small depthwise
                 # layers parallelise poorly) and lets decoding share the same cores.
-                self._session = make_session(self.onnx_path(), max(1, self.threads // self._lanes()))
+                prep = self.preprocessing
+                self._session = open_session(
+                    self.onnx_path(), self.choice, self.threads, self._lanes(),
+                    normalisation=(prep.mean, prep.std),
+                )  # fmt: skip
             elif self.engine == "torch" and self._net is None:
                 self._net = self.backbone.build(pretrained=self.pretrained)
             if self.engine == "torch":
@@ -394,9 +299,11 @@ class Extractor:
     @property
     def cache_key(self) -> str:
         """What cached vectors are keyed by: the backbone, the vector's layout (the pooled features, the
-        taps' pooled outputs, the layout taps' cells), the framing, and whether the images were mirrored."""
+        taps' pooled outputs, the layout taps' cells), the framing, whether the images were mirrored, and
+        the precision that computed them (fp32 adds nothing)."""
         framing = "" if self.preprocessing.framing == "crop" else f"+{self.preprocessing.framing}"
-        return self.backbone.cache_key + DEPTHS_LAYOUT + framing + ("+mirrored" if self.mirrored else "")
+        mirrored = "+mirrored" if self.mirrored else ""
+        return self.backbone.cache_key + DEPTHS_LAYOUT + framing + mirrored + self.choice.cache_suffix
 
     def _decode(self, source: Source) -> np.ndarray:
         return self._decode_item(source)[0]
@@ -613,7 +520,7 @@ class Extractor:
     def _category_names(self) -> list[str]:
         if self.engine == "onnx":
             self._ensure_ready()
-            stored = self._session.get_modelmeta().custom_metadata_map.get("imagenet_categories")
+            stored = _graph_metadata(str(self.onnx_path())).get("imagenet_categories")
             if stored:
                 return json.loads(stored)
         return imagenet_categories()
@@ -630,6 +537,14 @@ class Extractor:
         probs /= probs.sum(axis=1, keepdims=True)
         top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
         return [[(names[j], float(p[j])) for j in row] for p, row in zip(probs, top, strict=True)]
+
+
+@lru_cache(maxsize=8)
+def _graph_metadata(path: str) -> dict[str, str]:
+    """The metadata stored in an exported graph (read without running it, whatever the engine)."""
+    import onnx
+
+    return {prop.key: prop.value for prop in onnx.load(path, load_external_data=False).metadata_props}
 
 
 def _export_in_subprocess(backbone: str, onnx_dir: Path) -> None:

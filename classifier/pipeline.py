@@ -209,6 +209,7 @@ def train_model(
                 "strategy_reason": reason,
                 "backbone": spec.name,
                 "device": extractor.device,
+                "engine": {"precision": str(extractor.choice.precision), "runtime": extractor.choice.runtime},
                 "labels": labels,
                 "n_train": len(final.samples),
                 "n_val": len(eval_samples),

@@ -1,4 +1,4 @@
-"""Serving a model version: load an artifact once, predict batches through ONNX Runtime, no torch.
+"""Serving a model version: load an artifact once, predict batches on this CPU's fastest engine, no torch.
 
 The web process keeps a few Predictors loaded; a downloaded artifact works the same way:
 
@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import UNKNOWN_PREFIX, load_arrays, split_prefixed, verify_artifact
+from .engines import choose, cpu_count, open_session
 from .errors import ArtifactError
-from .features import INPUT_NAME, make_session
+from .features import default_model_cache
+from .graphs import INPUT_NAME
 from .preprocessing import Preprocessing, load_rgb, preprocess
 from .unknown import UnknownDetector
 
@@ -67,12 +69,23 @@ class Predictor:
 
     Args:
         path: the artifact directory (checked against its manifest's hashes and format version).
-        threads: ONNX Runtime intra-op threads.
+        threads: inference threads (default: every core this process may use).
+        precision: "auto", "fp32", "bf16" or "int8" (default: PINHOLE_ENGINE, else "auto"; see
+            engines.choose). The artifact's model.onnx stays fp32; only how this host runs it changes.
+        quantized_dir: where an int8 copy of model.onnx is kept (default: PINHOLE_MODEL_CACHE/int8),
+            never inside the immutable version.
     Raises:
         ArtifactError: missing, corrupt, tampered or incompatible artifact.
     """
 
-    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        threads: int | None = None,
+        precision: str | None = None,
+        quantized_dir: str | os.PathLike | None = None,
+    ):
         self.path = Path(path)
         self.manifest = verify_artifact(self.path)
         self.labels: list[str] = list(self.manifest["labels"])
@@ -82,9 +95,15 @@ class Predictor:
             raise ArtifactError(
                 f"model version {path} has no usable preprocessing ({exc!r}); the artifact is corrupt"
             ) from exc
+        self.engine = choose(precision)
+        prep = self.preprocessing
         try:
-            self.session = make_session(self.path / "model.onnx", threads)
-        except Exception as exc:  # onnxruntime raises its own exception types for a bad graph
+            self.session = open_session(
+                self.path / "model.onnx", self.engine, threads or cpu_count(),
+                normalisation=(prep.mean, prep.std),
+                quantized_dir=quantized_dir or default_model_cache() / "int8",
+            )  # fmt: skip
+        except Exception as exc:  # each runtime raises its own exception types for a bad graph
             raise ArtifactError(f"model.onnx cannot be loaded: {exc}") from exc
         arrays = load_arrays(self.path)
         unknown = split_prefixed(arrays, UNKNOWN_PREFIX)

@@ -485,7 +485,10 @@ def export(final: FittedModel, extractor, spec, vectors, out: Path) -> Path:
     taps, layout_taps = taps_read(final.representation, spec)
     if final.adapted is None and extractor.engine == "onnx":
         append_head_onnx(extractor.onnx_path(), final.head, out, with_taps=bool(taps))
-        check_appended_head(out, final.head, sources, final.features(checked, vectors), spec.preprocessing)
+        check_appended_head(
+            out, final.head, sources, final.features(checked, vectors), spec.preprocessing,
+            precision=extractor.choice.precision,
+        )  # fmt: skip
         return out
     # The network whose features the head was trained on (a worker's may sit on a GPU).
     net = final.net if final.net is not None else copy.deepcopy(extractor.net).cpu().float().eval()
@@ -498,7 +501,7 @@ def export(final: FittedModel, extractor, spec, vectors, out: Path) -> Path:
 
 _MANIFEST_METRICS = (
     "accuracy", "balanced_accuracy", "per_class", "confusion_matrix", "top_k_accuracy", "ece",
-    "log_loss", "n", "evaluation", "evaluation_kind", "strategy", "framing", "views", "representation", "setting_scores", "strategy_reason", "n_train", "n_val",
+    "log_loss", "n", "evaluation", "evaluation_kind", "strategy", "framing", "views", "representation", "setting_scores", "strategy_reason", "n_train", "n_val", "engine",
 )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 # The registry is data: importing it pulls in no torch (a test keeps the web process torch-free).
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE, downloads_allowed
+from classifier.engines import choose as choose_engine
 from classifier.errors import BackboneUnavailable
 from webui.lib.env import (
     ConfigError,
@@ -184,6 +185,11 @@ try:
 except BackboneUnavailable as exc:
     raise ConfigError(str(exc)) from None
 PINHOLE_MODEL_CACHE = env_path("PINHOLE_MODEL_CACHE", DATA_DIR / "cache")
+# How this host runs the networks (classifier.engines reads it itself, as above): a typo stops start-up.
+try:
+    PINHOLE_ENGINE = choose_engine().precision.value
+except ValueError as exc:
+    raise ConfigError(str(exc)) from None
 PINHOLE_PREDICTOR_CACHE_SIZE = env_int("PINHOLE_PREDICTOR_CACHE_SIZE", 4, minimum=1)
 
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from classifier.cache import DirectoryCache, MemoryCache
+from classifier.engines import make_session
 from classifier.errors import Cancelled, InvalidImage
 from classifier.features import (
     ExtractionResult,
     Extractor,
-    export_onnx,
-    make_session,
     recognize,
     sha256_of,
 )
+from classifier.graphs import export_onnx
 from classifier.preprocessing import load_batch
 
 torch = pytest.importorskip("torch")

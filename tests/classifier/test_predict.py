@@ -21,7 +21,7 @@ def test_it_predicts_the_right_label_with_calibrated_top_k(trained, make_toy_ima
     assert red.to_dict()["top"][0] == {"label": "red", "probability": red.probability}
 
 
-def test_it_agrees_with_the_torch_model_within_1e_4(trained, make_toy_image, model_cache):
+def test_its_fp32_engine_agrees_with_the_torch_model_within_1e_4(trained, make_toy_image, model_cache):
     import torch
 
     from classifier.export import serving_module
@@ -36,7 +36,7 @@ def test_it_agrees_with_the_torch_model_within_1e_4(trained, make_toy_image, mod
     batch = torch.from_numpy(preprocess_batch(images, Predictor(trained.path).preprocessing))
     with torch.inference_mode():
         expected = serving_module(extractor.net, head, taps, layout_taps)(batch)[0].numpy()
-    got = Predictor(trained.path).predict_proba(images)
+    got = Predictor(trained.path, precision="fp32").predict_proba(images)
     assert np.abs(expected - got).max() < 1e-4
 
 

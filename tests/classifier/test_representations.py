@@ -42,7 +42,7 @@ def test_the_served_graph_gives_the_heads_answers(representation, model_cache, m
     )
     from classifier.features import Extractor, sha256_of
 
-    extractor = Extractor("efficientnet_lite0")
+    extractor = Extractor("efficientnet_lite0", precision="fp32")  # compared with torch's fp32 below
     spec = extractor.backbone
     images = [make_toy_image(colour, 64 + i) for i in range(4) for colour in ("red", "blue")]
     vectors = extractor.extract_items([(sha256_of(b), b) for b in images]).vectors

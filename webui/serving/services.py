@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 from django.conf import settings
 
@@ -43,8 +44,8 @@ def predictor_for(version: ModelVersion):
     # Load outside the lock: a slow first load must not stall predictions from other versions.
     path = check_artifact(version)
     try:
-        predictor = Predictor(path)
-    except ArtifactError as exc:  # files intact but unusable: a graph ONNX Runtime refuses, no preprocessing
+        predictor = Predictor(path, quantized_dir=Path(settings.PINHOLE_MODEL_CACHE) / "int8")
+    except ArtifactError as exc:  # files intact but unusable: a graph the runtime refuses, no preprocessing
         raise ArtifactBroken(f"v{version.number} cannot serve: {exc}") from exc
     with _lock:
         _cache[key] = predictor
