@@ -113,7 +113,7 @@ def cmd_train(args) -> dict:
     m = outcome.metrics
     keys = (
         "accuracy", "balanced_accuracy", "labels", "confusion_matrix", "per_class", "top_k_accuracy", "ece",
-        "log_loss", "n_train", "n_val", "backbone", "strategy", "strategy_reason", "device", "evaluation",
+        "log_loss", "n_train", "n_val", "backbone", "strategy", "strategy_reason", "device", "engine", "evaluation",
         "evaluation_kind", "framing", "views", "representation", "setting_scores", "timings",
     )  # fmt: skip
     result = {k: m.get(k) for k in keys}

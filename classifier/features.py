@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -100,13 +101,30 @@ class ImageHash:
 
 @dataclass
 class ExtractionResult:
-    """What `extract_items` did: vectors for every usable image, messages for the rest."""
+    """What `extract_items` did: vectors for every usable image, messages for the rest, and where the time
+    went (`stage_seconds`: summed over the threads that did it, so per image it is CPU time)."""
 
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     n_extracted: int = 0
     n_cached: int = 0
     hashes: dict[str, np.ndarray] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    n_decoded: int = 0
+
+
+class StageClock:
+    """Seconds spent per stage (read and decode, hash, preprocess, inference), added up across threads."""
+
+    STAGES = ("decode", "hash", "preprocess", "inference")
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.STAGES, 0.0)
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] += seconds
 
 
 @dataclass
@@ -194,6 +212,9 @@ class Extractor:
             else EngineChoice(Precision.FP32, "torch", f"eager PyTorch on {device}")
         )
         self.hash_fn: Callable[[Any], np.ndarray] | None = None
+        # Extra (preprocessing, mirrored) views made from the same decoded image (extract_views).
+        self._views: list[tuple[Any, bool]] | None = None
+        self._clock: StageClock | None = None
         self._net = None
         self._session = None
         self._lock = threading.Lock()
@@ -278,6 +299,14 @@ class Extractor:
         return self.threads if self.engine == "onnx" else 1
 
     def _infer(self, batch: np.ndarray, outputs: Sequence[str] = ("features",)) -> list[np.ndarray]:
+        started = time.perf_counter()
+        try:
+            return self._run(batch, outputs)
+        finally:
+            if self._clock is not None:
+                self._clock.add("inference", time.perf_counter() - started)
+
+    def _run(self, batch: np.ndarray, outputs: Sequence[str]) -> list[np.ndarray]:
         if self.engine == "onnx":
             return self._session.run(list(outputs), {INPUT_NAME: batch})
         import torch
@@ -306,25 +335,42 @@ class Extractor:
         return self.backbone.cache_key + DEPTHS_LAYOUT + framing + mirrored + self.choice.cache_suffix
 
     def _decode(self, source: Source) -> np.ndarray:
-        return self._decode_item(source)[0]
+        return self._decode_item(source)[0][0]
 
-    def _decode_item(self, source: Source) -> tuple[np.ndarray, np.ndarray | None]:
+    def _view_list(self) -> list[tuple[Any, bool]]:
+        return self._views or [(self.preprocessing, self.mirrored)]
+
+    def _decode_item(self, source: Source) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """One image decoded once, as every view needs it (and its hash). Returns: (arrays, hash)."""
+        clock, t0 = self._clock, time.perf_counter()
         # A callable source is read here, in the lane that decodes its batch: never all up front.
-        image = load_rgb(resolve(source), target_size=self.preprocessing.resize)
+        image = load_rgb(resolve(source), target_size=max(p.resize for p, _ in self._view_list()))
+        t1 = time.perf_counter()
         image_hash = self.hash_fn(image) if self.hash_fn is not None else None
-        array = preprocess(image, self.preprocessing)
-        # Mirrored copies are training augmentation: a bee facing left is still a bee.
-        return (np.ascontiguousarray(array[:, :, ::-1]) if self.mirrored else array), image_hash
+        t2 = time.perf_counter()
+        arrays, made = [], {}
+        for prep, mirrored in self._view_list():
+            if prep not in made:
+                made[prep] = preprocess(image, prep)
+            # Mirrored copies are training augmentation: a bee facing left is still a bee.
+            arrays.append(np.ascontiguousarray(made[prep][:, :, ::-1]) if mirrored else made[prep])
+        if clock is not None:
+            clock.add("decode", t1 - t0)
+            clock.add("hash", t2 - t1)
+            clock.add("preprocess", time.perf_counter() - t2)
+        return arrays, image_hash
 
     def _decode_many(self, sources: Sequence[Source], start: int) -> tuple[list[int], list, list, list]:
+        """Returns: (indices of the images read, their views' arrays (len(views) each, in order), errors,
+        hashes)."""
         indices, arrays, errors, hashes = [], [], [], []
         for offset, source in enumerate(sources):
             try:
-                array, image_hash = self._decode_item(source)
+                views, image_hash = self._decode_item(source)
             except (ImageError, OSError) as e:
                 errors.append((start + offset, e))
                 continue
-            arrays.append(array)
+            arrays += views
             indices.append(start + offset)
             if image_hash is not None:
                 hashes.append(image_hash)
@@ -350,6 +396,9 @@ class Extractor:
         self._ensure_ready()
         n = len(sources)
         lanes = self._lanes()
+        batch_size = max(
+            1, batch_size // len(self._view_list())
+        )  # images per batch: inference sees batch_size
         if lanes > 1 and n:
             batch_size = max(1, min(batch_size, -(-n // lanes)))  # small jobs still use every lane
         starts = list(range(0, n, batch_size))
@@ -438,62 +487,96 @@ class Extractor:
                 under its own key; images whose vectors were cached are decoded for it alone.
         Returns:
             ExtractionResult(vectors by sha (Backbone.vector_dim wide: the pooled features, then the taps),
-            failed {sha: message}, n_extracted, n_cached, hashes).
+            failed {sha: message}, n_extracted, n_cached, hashes, stage_seconds, n_decoded).
         """
-        key = self.cache_key
+        return self.extract_views(
+            items, [self], cache, batch_size=batch_size, on_progress=on_progress, image_hash=image_hash
+        )[0]
+
+    def extract_views(
+        self,
+        items: Sequence[tuple[str, Source]],
+        views: Sequence[Extractor],
+        cache: FeatureCache | None = None,
+        *,
+        batch_size: int = 32,
+        on_progress: ProgressCallback | None = None,
+        image_hash: ImageHash | None = None,
+    ) -> list[ExtractionResult]:
+        """`extract_items` for several views at once (other framings, mirrored), each image decoded once.
+
+        Decoding and resizing cost as much as the network on a fast engine; a training that needs an
+        image cropped, whole and mirrored reads it one time instead of three.
+
+        Args:
+            items, cache, batch_size, on_progress, image_hash: as in extract_items (batch_size counts
+                inputs to the network: views of images).
+            views: extractors made by `variant` from this one (same network), one per view.
+        Returns:
+            One ExtractionResult per view, in order; the first also carries the hashes, where the time
+            went (stage_seconds) and how many images were decoded.
+        """
         unique: dict[str, Source] = {}
         for sha, source in items:
             unique.setdefault(sha, source)
-        result = ExtractionResult()
+        results = [ExtractionResult() for _ in views]
+        first = results[0]
         if cache is not None and unique:
-            result.vectors.update(cache.get_many(key, list(unique)))
-            result.n_cached = len(result.vectors)
+            for view, result in zip(views, results, strict=True):
+                result.vectors.update(cache.get_many(view.cache_key, list(unique)))
+                result.n_cached = len(result.vectors)
             if image_hash is not None:
-                result.hashes.update(cache.get_many(image_hash.key, list(unique)))
-        todo = [(sha, src) for sha, src in unique.items() if sha not in result.vectors]
+                first.hashes.update(cache.get_many(image_hash.key, list(unique)))
+        todo = [(sha, src) for sha, src in unique.items() if any(sha not in r.vectors for r in results)]
         total = len(todo)
         if not todo:
             if on_progress is not None:
                 on_progress(1.0, f"all {len(unique)} feature vectors cached")
-            self._hash_cached(unique, result, cache, image_hash)
-            return result
-        worker = self
-        if image_hash is not None:
-            self._ensure_ready()  # the copy shares the loaded network or session
-            worker = copy.copy(self)
-            worker.hash_fn = image_hash.compute
+            self._hash_cached(unique, first, cache, image_hash)
+            return results
+        self._ensure_ready()  # the copy shares the loaded network or session
+        worker = copy.copy(self)
+        worker.hash_fn = image_hash.compute if image_hash is not None else None
+        worker._views = [(view.preprocessing, view.mirrored) for view in views]
+        worker._clock = clock = StageClock()
         shas = [sha for sha, _ in todo]
         sources = [src for _, src in todo]
         done = 0
 
         def on_error(index: int, error: Exception) -> None:
             nonlocal done
-            result.failed[shas[index]] = (
-                str(error) if isinstance(error, ImageError) else f"cannot read: {error}"
-            )
+            message = str(error) if isinstance(error, ImageError) else f"cannot read: {error}"
+            for result in results:
+                result.failed[shas[index]] = message
             done += 1
 
         outputs = ("features", "taps")
-        for indices, results, hashes in worker._pipeline(sources, batch_size, outputs, on_error):
-            new = {}
+        for indices, outputs_, hashes in worker._pipeline(sources, batch_size, outputs, on_error):
             if indices:
-                depths = np.concatenate(results, axis=1)  # the cached layout: features, then taps and cells
-                for i, vec in zip(indices, depths, strict=True):
-                    new[shas[i]] = vec.copy()
-                result.vectors.update(new)
-                result.n_extracted += len(new)
-                done += len(new)
-                if cache is not None:
-                    cache.put_many(key, new)
+                # The cached layout: features, then taps and cells; rows go image by image, view by view.
+                rows = np.concatenate(outputs_, axis=1).reshape(len(indices), len(views), -1)
+                for v, (view, result) in enumerate(zip(views, results, strict=True)):
+                    new = {
+                        shas[i]: rows[n, v].copy()
+                        for n, i in enumerate(indices)
+                        if shas[i] not in result.vectors
+                    }
+                    result.vectors.update(new)
+                    result.n_extracted += len(new)
+                    if cache is not None and new:
+                        cache.put_many(view.cache_key, new)
+                done += len(indices)
+                first.n_decoded += len(indices)
             if hashes:
                 new_hashes = {shas[i]: h for i, h in zip(indices, hashes, strict=True)}
-                result.hashes.update(new_hashes)
+                first.hashes.update(new_hashes)
                 if cache is not None:
                     cache.put_many(image_hash.key, new_hashes)
             if on_progress is not None:
                 on_progress(done / total, f"extracting {done}/{total}")
-        self._hash_cached(unique, result, cache, image_hash)
-        return result
+        first.stage_seconds = {stage: round(seconds, 4) for stage, seconds in clock.seconds.items()}
+        self._hash_cached(unique, first, cache, image_hash)
+        return results
 
     def _hash_cached(self, unique: dict[str, Source], result: ExtractionResult, cache, image_hash) -> None:
         """Hashes for images whose vectors came from the cache (cached before hashes were kept)."""

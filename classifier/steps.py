@@ -19,6 +19,7 @@ import numpy as np
 
 from .artifacts import ONNX_FILE, TAIL_FILE, head_arrays, new_manifest, write_artifact
 from .audit import PERCEPTUAL_HASH
+from .cache import MemoryCache
 from .data import Sample, resolve
 from .errors import TrainingError
 from .evaluation import EvaluationKind, evaluate, holdout_split, kfold_evaluate
@@ -99,6 +100,8 @@ class Extracted:
     n_cached: int
     seconds: float
     hashes: dict[str, np.ndarray] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # features.StageClock's
+    n_decoded: int = 0
 
 
 @dataclass
@@ -199,8 +202,6 @@ def extract(
     Returns:
         Extracted.
     """
-    from .cache import MemoryCache
-
     started = time.perf_counter()
     cache = cache if cache is not None else MemoryCache()
     # Sources stay unresolved: the extractor reads each image in the lane that decodes it.
@@ -212,8 +213,9 @@ def extract(
     )
     seconds = time.perf_counter() - started
     return Extracted(
-        result.vectors, result.failed, result.n_extracted, result.n_cached, seconds, result.hashes
-    )
+        result.vectors, result.failed, result.n_extracted, result.n_cached, seconds, result.hashes,
+        result.stage_seconds, result.n_decoded,
+    )  # fmt: skip
 
 
 def mirror(extractor, samples: Sequence[Sample], cache, step: StepFn | None = None) -> Extracted:
@@ -263,9 +265,10 @@ def choose_setting(
     """Pick framing and representation together, then views, by cross-validating a linear head on a
     stratified probe of at most PROBE_IMAGES training images (lowest log-loss; a tie keeps the simpler).
 
-    That costs three extraction passes over the probe (both framings, then the mirror images of the
-    chosen one) and seven head fits; the probe's vectors land in the cache under the keys the training
-    uses, so the chosen setting's are not extracted again.
+    That costs one decoding of each probe image, four views of it through the network (both framings,
+    and their mirror images when views may be mirrored) and seven head fits; the probe's vectors and
+    hashes land in the cache under the keys the training uses, so the chosen setting's are not
+    extracted again.
 
     Args:
         extractor: the features.Extractor.
@@ -283,18 +286,28 @@ def choose_setting(
     labels = list(labels)
     probe = _probe(samples, seed)
     augment = augment and views != "identity"
-    total = Extracted({}, {}, 0, 0, 0.0)
-    passes = len(FRAMINGS) + int(augment)
+    # Every view the choice may need, from one decoding of each probe image (and its perceptual hash,
+    # which the extract step would otherwise decode the image again for).
+    wanted = [(framing, mirrored) for mirrored in (False, True)[: 1 + int(augment)] for framing in FRAMINGS]
+    sub = None
+    if step is not None:
+        sub = lambda f, m: step(0.9 * f, f"choosing how to frame the pictures: {m}")  # noqa: E731
+    started = time.perf_counter()
+    got = extractor.extract_views(
+        [(s.key, s.source) for s in probe],
+        [extractor.variant(framing=framing, mirrored=mirrored) for framing, mirrored in wanted],
+        cache if cache is not None else MemoryCache(),
+        on_progress=sub,
+        image_hash=PERCEPTUAL_HASH,
+    )
+    extracted = dict(zip(wanted, got, strict=True))
+    total = Extracted(
+        {}, {}, sum(r.n_extracted for r in got), sum(r.n_cached for r in got), time.perf_counter() - started,
+        stage_seconds=got[0].stage_seconds, n_decoded=got[0].n_decoded,
+    )  # fmt: skip
 
-    def vectors_of(done: int, framing: str, mirrored: bool) -> dict[str, np.ndarray]:
-        sub = None
-        if step is not None:
-            sub = lambda f, m: step(0.9 * (done + f) / passes, f"choosing how to frame the pictures: {m}")  # noqa: E731
-        got = extract(extractor.variant(framing=framing, mirrored=mirrored), probe, cache, sub, hashes=False)
-        total.n_extracted += got.n_extracted
-        total.n_cached += got.n_cached
-        total.seconds += got.seconds
-        return got.vectors
+    def vectors_of(framing: str, mirrored: bool) -> dict[str, np.ndarray]:
+        return extracted[(framing, mirrored)].vectors
 
     scores: dict[str, float] = {}
 
@@ -315,7 +328,7 @@ def choose_setting(
     def better(new: float | None, old: float | None) -> bool:
         return new is not None and (old is None or new < old)
 
-    plain = {framing: vectors_of(i, framing, False) for i, framing in enumerate(FRAMINGS)}
+    plain = {framing: vectors_of(framing, False) for framing in FRAMINGS}
     representations = [Representation.LAST]
     representations += [Representation.DEPTHS] if spec.taps else []
     representations += [Representation.LAYOUT] if spec.layout_taps else []
@@ -329,7 +342,7 @@ def choose_setting(
                 framing, representation, best = name, candidate, loss
     chosen_views = "identity"
     if augment:
-        mirrored = vectors_of(len(FRAMINGS), framing, True)
+        mirrored = vectors_of(framing, True)
         loss = score(f"{framing}/mirror/{representation.value}", plain[framing], mirrored, representation)
         if views == "mirror" or better(loss, best):
             chosen_views, best = "mirror", loss

@@ -104,12 +104,15 @@ def test_it_counts_mirrored_images_in_its_extraction_rate(toy_data, samples_of, 
         samples_of(toy_data), tmp_path / "v", strategy="linear", cache=MemoryCache(), views="mirror"
     )
     timings = outcome.metrics["timings"]
-    # 16 images cropped and whole (to choose the framing), and the mirror images of the chosen framing:
-    # all in extract_s.
-    assert timings["n_extracted"] == 48
+    # 16 images cropped and whole (to choose the framing), and the mirror images of both: 64 vectors in
+    # extract_s, from 16 decoded images.
+    assert timings["n_extracted"] == 64
+    assert timings["n_decoded"] == 16
+    assert set(timings["ms_per_image"]) == {"decode", "hash", "preprocess", "inference"}
+    assert all(ms > 0 for ms in timings["ms_per_image"].values())
     # extract_s is rounded to the millisecond: compare within what that rounding allows.
     assert timings["images_per_s"] == pytest.approx(
-        48 / timings["extract_s"], rel=0.0005 / timings["extract_s"] + 0.002
+        64 / timings["extract_s"], rel=0.0005 / timings["extract_s"] + 0.002
     )
 
 
