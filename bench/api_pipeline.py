@@ -1,9 +1,10 @@
 """The whole product through its REST API, with `make run`'s embedded defaults (no servers).
 
-Starts the web server and a worker on a fresh data directory (SQLite, local files, SQLite broker),
-then measures with hymenoptera:
-- upload of train/ (245 images) and train request -> first prediction from the new version (< 30 s);
-- label ten more images, retrain -> first prediction from that version (< 5 s);
+Starts the web server and a worker on a fresh data directory (SQLite, local files, SQLite broker) and a
+model cache kept between runs under bench/out/ (a warm machine: the backbone exported once), and starts
+measuring as soon as the site answers, while the worker may still be loading the network:
+- upload of train/ (245 images) and train request -> first prediction from the new version (< 20 s);
+- label ten more images, retrain -> first prediction from that version (< 3 s);
 - one prediction over HTTP, median of 50 (< 50 ms);
 - a bounded concurrent load from loopback (4 clients x 50 requests): errors (0);
 - accuracy on val/ through the API (version 1, trained on train/ only), beside the CLI's.
@@ -51,8 +52,11 @@ class Site:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+        model_cache = REPO / "bench" / "out" / "model-cache"
+        self.warm = (model_cache / "onnx").is_dir()
         self.env.update(
             PINHOLE_DATA_DIR=str(data_dir),
+            PINHOLE_MODEL_CACHE=str(model_cache),
             PINHOLE_API_PREDICT_RATE="10000/s",  # the load test measures the server, not the throttle
             DJANGO_SUPERUSER_USERNAME="bench",
             DJANGO_SUPERUSER_PASSWORD="bench-password-123",
@@ -195,6 +199,7 @@ def main() -> dict:
     return report(
         "api_pipeline",
         {
+            "warm_machine": site.warm,
             "upload_245_s": round(upload_s, 2),
             "train_request_to_succeeded_s": round(trained1, 2),
             "train_request_to_first_prediction_s": round(first_prediction1, 2),

@@ -230,7 +230,8 @@ def cmd_evaluate(args) -> dict:
             "backbone": predictor.manifest["backbone"]["name"],
             "strategy": predictor.manifest.get("strategy"),
             "strategy_reason": trained.get("strategy_reason"),
-            "device": "cpu",  # the Predictor serves through ONNX Runtime on the CPU
+            "device": "cpu",  # the Predictor serves on the CPU, on this host's engine
+            "engine": {"precision": str(predictor.engine.precision), "runtime": predictor.engine.runtime},
             "evaluation": f"DATA_DIR of {len(kept)} images",
             "evaluation_kind": "validation_set",
             **{key: trained.get(key) for key in ("framing", "views", "representation", "setting_scores")},

@@ -77,4 +77,15 @@ def _recover_lost_runs(sender=None, **kwargs):
         logging.getLogger(__name__).exception("recovering lost training runs failed")
 
 
+@signals.worker_process_init.connect
+def _load_the_network_early(**kwargs):
+    # In each pool process (the one that runs tasks), beside the task thread: see training/workers.py.
+    from django.conf import settings
+
+    if settings.PINHOLE_WORKER_WARM_UP:
+        from webui.training.workers import start_in_background
+
+        start_in_background()
+
+
 app.autodiscover_tasks()

@@ -190,6 +190,13 @@ try:
     PINHOLE_ENGINE = choose_engine().precision.value
 except ValueError as exc:
     raise ConfigError(str(exc)) from None
+# A worker process loads the default backbone as soon as it starts, so the first training does not wait
+# for it (webui/training/workers.py); off for workers that only take the light `default` queue.
+PINHOLE_WORKER_WARM_UP = env_bool("PINHOLE_WORKER_WARM_UP", True)
+# Inference threads per loaded model in a web process. One: the web server's processes and threads
+# answer requests side by side on the other cores (one image is as fast on one thread as on two here:
+# bench/README.md, predict_latency).
+PINHOLE_PREDICTOR_THREADS = env_int("PINHOLE_PREDICTOR_THREADS", 1, minimum=1)
 PINHOLE_PREDICTOR_CACHE_SIZE = env_int("PINHOLE_PREDICTOR_CACHE_SIZE", 4, minimum=1)
 
 

@@ -17,6 +17,11 @@ def test_it_trains_through_a_worker_and_predicts(any_broker, start_worker, api, 
     run = wait_for_run(api, queued["id"], {"succeeded", "failed"}, worker)
     assert run["status"] == "succeeded", run["error"] or worker.log()
     assert run["model_version"] == 1
+    # The worker loaded the network as it started, and said so (webui/training/workers.py).
+    from webui.training.models import WorkerPresence
+
+    [presence] = WorkerPresence.objects.all()
+    assert presence.phase == WorkerPresence.READY and presence.warm_up_seconds is not None, presence.detail
 
     for colour, label in ((RED, "red"), (BLUE, "blue")):
         response = predict(api, labelled_project, colour)

@@ -151,6 +151,9 @@ def _sqlite(path: Path) -> dict:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(path),
+        # Keep each thread's connection between requests: opening one (and its PRAGMAs) cost as much
+        # as the three queries of a prediction.
+        "CONN_MAX_AGE": 60,
         "OPTIONS": {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",

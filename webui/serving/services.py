@@ -44,7 +44,11 @@ def predictor_for(version: ModelVersion):
     # Load outside the lock: a slow first load must not stall predictions from other versions.
     path = check_artifact(version)
     try:
-        predictor = Predictor(path, quantized_dir=Path(settings.PINHOLE_MODEL_CACHE) / "int8")
+        predictor = Predictor(
+            path,
+            threads=settings.PINHOLE_PREDICTOR_THREADS,
+            quantized_dir=Path(settings.PINHOLE_MODEL_CACHE) / "int8",
+        )
     except ArtifactError as exc:  # files intact but unusable: a graph the runtime refuses, no preprocessing
         raise ArtifactBroken(f"v{version.number} cannot serve: {exc}") from exc
     with _lock:
@@ -83,15 +87,17 @@ def revoke_link(link) -> None:
 
 
 def resolve_version(project, version_id: int | None = None) -> ModelVersion:
-    """The version that answers: the asked-for one in this project, or the one serving now."""
+    """The version that answers: the asked-for one in this project, or the one serving now (without its
+    metrics, which hold every finding and test answer: decoding them cost more than the prediction)."""
+    versions = ModelVersion.objects.defer("metrics")
     if version_id is not None:
-        version = ModelVersion.objects.filter(project=project, pk=version_id).first()
+        version = versions.filter(project=project, pk=version_id).first()
         if version is None:
             raise NoModel("this project has no such model version")
         return version
-    # Read the pointer fresh: the project object may be older than the last promotion.
-    serving_id = Project.objects.filter(pk=project.pk).values_list("serving_version_id", flat=True).first()
-    version = ModelVersion.objects.filter(pk=serving_id).first() if serving_id else None
+    # Read the pointer fresh (the project object may be older than the last promotion), in one query.
+    serving = Project.objects.filter(pk=project.pk).values("serving_version_id")[:1]
+    version = versions.filter(pk=serving).first()
     if version is None:
         raise NoModel("no model serves for this project yet; train one first")
     return version

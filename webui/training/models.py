@@ -76,6 +76,21 @@ class TrainingRun(models.Model):
         return f"Run {self.pk} of {self.project} ({self.status})"
 
     @property
+    def phase_message(self) -> str:
+        """What the run is doing now, for the progress card: for a queued run what it waits for (a worker
+        starting, a busy one, none at all); for a running one its step, with an estimate of the time left."""
+        if self.status == RunStatus.QUEUED:
+            from webui.training.workers import waiting_message
+
+            return waiting_message(self)
+        if self.status != RunStatus.RUNNING or not self.started_at or not 0.05 <= self.progress < 0.995:
+            return self.message
+        elapsed = (timezone.now() - self.started_at).total_seconds()
+        left = elapsed * (1 - self.progress) / self.progress
+        estimate = f"about {left:.0f} s left" if left < 90 else f"about {left / 60:.0f} min left"
+        return f"{self.message} ({estimate})" if self.message else estimate
+
+    @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATES
 
@@ -232,3 +247,20 @@ class FeatureVector(models.Model):
 
     def __str__(self) -> str:
         return f"{self.backbone_id}:{self.sha256[:12]}"
+
+
+class WorkerPresence(models.Model):
+    """A worker process that trains, as it last said (webui/training/workers.py): starting while it loads
+    the network, then ready; `seen_at` moves on while it lives."""
+
+    STARTING, READY = "starting", "ready"
+
+    name = models.CharField(max_length=200, unique=True)  # host:pid of the process that trains
+    phase = models.CharField(max_length=16, choices=[(STARTING, "starting"), (READY, "ready")])
+    detail = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+    warm_up_seconds = models.FloatField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.phase})"

@@ -117,7 +117,7 @@ def start_training(project: Project, user, params: dict | None = None) -> Traini
             params=params,
             fingerprint=print_,
             created_by=user if getattr(user, "is_authenticated", False) else None,
-            message="waiting for a worker",
+            message="queued",
         )
         transaction.on_commit(lambda: _enqueue(run.pk))
     run.reused = False

@@ -21,6 +21,7 @@ def _vector(key: str, sha: str) -> FeatureVector:
 def test_it_knows_todays_layout_from_earlier_ones():
     assert is_current_cache_key(BACKBONE + DEPTHS_LAYOUT)
     assert is_current_cache_key(BACKBONE + DEPTHS_LAYOUT + "+full+mirrored")
+    assert is_current_cache_key(BACKBONE + DEPTHS_LAYOUT + "+full+mirrored+bf16")  # another engine
     assert not is_current_cache_key(BACKBONE + "+depths1+full")
     assert not is_current_cache_key(BACKBONE)  # vectors cached before several depths were
     assert not is_current_cache_key(BACKBONE + DEPTHS_LAYOUT + "0")
