@@ -29,15 +29,12 @@ from classifier.backbones import DEFAULT_BACKBONE, Backbone, get_backbone, image
 from classifier.cache import FeatureCache
 from classifier.data import resolve
 from classifier.engines import EngineChoice, Precision, choose, cpu_count, open_session
-from classifier.errors import BackboneUnavailable, ImageError
-from classifier.graphs import INPUT_NAME, OPSET, export_onnx
+from classifier.errors import ImageError
+from classifier.graphs import INPUT_NAME, backbone_onnx, graph_metadata
 from classifier.preprocessing import Source, load_rgb, preprocess
 
 ProgressCallback = Callable[[float, str], None]
 
-# Bump when the exported graph changes for the same weights (wrapper outputs, opset, padding code),
-# so stale cached ONNX files are not reused.
-_EXPORT_VERSION = 4
 # Cached vectors hold the pooled features, every tap's pooled output, then the layout taps' grid cells
 # (Backbone.vector_dim wide); the suffix keeps them apart from vectors cached in an earlier layout.
 DEPTHS_LAYOUT = "+depths2"
@@ -58,29 +55,6 @@ def default_model_cache() -> Path:
     """Returns: PINHOLE_MODEL_CACHE, or ~/.cache/pinhole."""
     env = os.environ.get("PINHOLE_MODEL_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "pinhole"
-
-
-def _features_logits_taps(net, taps: tuple[int, ...], layout_taps: tuple[int, ...]):
-    import torch
-
-    class FeaturesLogitsTaps(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            features, pooled = self.net.forward_with_taps(x, taps, layout_taps)
-            return features, self.net.imagenet_logits(features), pooled
-
-    return FeaturesLogitsTaps(net).eval()
-
-
-def _state_digest(net) -> str:
-    h = hashlib.sha256()
-    for name, tensor in net.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 # --- extraction -------------------------------------------------------------------------------------
@@ -246,33 +220,14 @@ class Extractor:
         return self._net
 
     def onnx_path(self) -> Path:
-        """Returns: the cached ONNX file (features and ImageNet logits), exporting it on first use."""
-        crop = self.preprocessing.crop
-        if self.pretrained:
-            identity = f"{self.backbone.weights_id}|{crop}|{OPSET}|{_EXPORT_VERSION}"
-        else:
-            identity = f"random:{_state_digest(self.net)}|{crop}|{OPSET}|{_EXPORT_VERSION}"
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
-        path = self.onnx_dir / f"{self.backbone.cache_key}-{digest}.onnx"
-        if not path.is_file() and self.pretrained and "torch" not in sys.modules:
-            _export_in_subprocess(self.backbone.name, self.onnx_dir)
-        if not path.is_file():
-            export_onnx(
-                _features_logits_taps(self.net, self.backbone.taps, self.backbone.layout_taps),
-                path,
-                crop,
-                output_names=("features", "logits", "taps"),
-                metadata={
-                    "pinhole_backbone": self.backbone.name,
-                    "pinhole_weights_id": self.backbone.weights_id,
-                    # The class names travel with the graph so `recognize` needs no torchvision.
-                    "imagenet_categories": json.dumps(imagenet_categories()),
-                },
-            )
-        return path
+        """Returns: the cached ONNX file (features, ImageNet logits, taps), exporting it on first use."""
+        return backbone_onnx(
+            self.backbone, self.preprocessing.crop, self.onnx_dir,
+            net=None if self.pretrained else self.net, build=lambda: self.net,
+        )  # fmt: skip
 
     def export_here(self) -> Path:
-        """Export in this process (what `_export_in_subprocess` runs); returns the ONNX path."""
+        """Export in this process (what graphs.export_in_subprocess runs); returns the ONNX path."""
         return self.onnx_path()
 
     def _ensure_ready(self):
@@ -603,7 +558,7 @@ class Extractor:
     def _category_names(self) -> list[str]:
         if self.engine == "onnx":
             self._ensure_ready()
-            stored = _graph_metadata(str(self.onnx_path())).get("imagenet_categories")
+            stored = graph_metadata(str(self.onnx_path())).get("imagenet_categories")
             if stored:
                 return json.loads(stored)
         return imagenet_categories()
@@ -620,29 +575,6 @@ class Extractor:
         probs /= probs.sum(axis=1, keepdims=True)
         top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
         return [[(names[j], float(p[j])) for j in row] for p, row in zip(probs, top, strict=True)]
-
-
-@lru_cache(maxsize=8)
-def _graph_metadata(path: str) -> dict[str, str]:
-    """The metadata stored in an exported graph (read without running it, whatever the engine)."""
-    import onnx
-
-    return {prop.key: prop.value for prop in onnx.load(path, load_external_data=False).metadata_props}
-
-
-def _export_in_subprocess(backbone: str, onnx_dir: Path) -> None:
-    """Export the pretrained backbone in a child process.
-
-    Tracing needs torch (about 0.7 GB resident, 0.9 GB at its peak); a process that only runs ONNX
-    Runtime afterwards, such as a CPU worker training linear heads, then never carries it.
-    """
-    import subprocess
-
-    command = [sys.executable, "-m", "classifier", "export-backbone", backbone, "--onnx-dir", str(onnx_dir)]
-    out = subprocess.run(command, capture_output=True, text=True)
-    if out.returncode != 0:
-        message = (out.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("error: ")
-        raise BackboneUnavailable(f"exporting {backbone} to ONNX failed: {message}")
 
 
 def _cuda_available() -> bool:
