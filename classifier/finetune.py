@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .cuda import precision_for
 from .data import resolve
 from .errors import TrainingError
 from .evaluation import holdout_split
@@ -73,11 +74,12 @@ def _gather(inputs, idx: np.ndarray):
 def _extract(module, inputs, n: int, batch_size: int, device: str, progress=None, label: str = ""):
     import torch
 
+    precision = precision_for(device)
     module.eval()
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), precision.autocast():
         for b, sl in enumerate(_batches(n, batch_size)):
-            xb = _gather(inputs, np.arange(sl.start, sl.stop)).to(device, dtype=torch.float32)
+            xb = precision.to_device(_gather(inputs, np.arange(sl.start, sl.stop)))
             out.append(module(xb).float().cpu())
             if progress is not None:
                 progress(b * batch_size / n, label)
@@ -162,7 +164,8 @@ def _adapt(
     rng = np.random.default_rng(seed)
     n = len(yi)
     tr, va = holdout_split(yi, test_fraction=val_fraction, seed=seed)
-    module.to(device)
+    precision = precision_for(device)  # on CUDA: autocast, channels_last, pinned transfers
+    module = precision.prepare(module)
 
     span = 1.0 - frac0
     # Phases of the progress bar: 10% probe, 80% epochs, 10% calibration and final features.
@@ -186,14 +189,15 @@ def _adapt(
         total_steps=epochs * steps_per_epoch,
     )
     y_t = torch.as_tensor(yi, dtype=torch.long)
+    scaler = precision.scaler()  # fp16 only; a pass-through otherwise
 
     def val_loss() -> tuple[float, float]:
         module.eval()
         total, correct = 0.0, 0
-        with torch.no_grad():
+        with torch.no_grad(), precision.autocast():
             for sl in _batches(len(va), batch_size):
                 idx = va[sl]
-                xb = _gather(inputs, idx).to(device, dtype=torch.float32)
+                xb = precision.to_device(_gather(inputs, idx))
                 logits = clf(xb).float()
                 yb = y_t[idx].to(device)
                 total += float(loss_fn(logits, yb)) * len(idx)
@@ -213,13 +217,13 @@ def _adapt(
         train_loss = 0.0
         for b, sl in enumerate(_batches(len(order), batch_size)):
             idx = order[sl]
-            xb = _gather(inputs, idx).to(device, dtype=torch.float32)
+            xb = precision.to_device(_gather(inputs, idx))
             if augment is not None:
                 xb = augment(xb)
-            loss = loss_fn(clf(xb).float(), y_t[idx].to(device))
+            with precision.autocast():
+                loss = loss_fn(clf(xb).float(), y_t[idx].to(device))
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            scaler.backward_and_step(loss, opt, [*params, *clf.linear.parameters()])
             train_loss += loss.item() * len(idx)
             done = (epoch - 1 + (b + 1) / steps_per_epoch) / epochs
             progress(t0 + (t1 - t0) * done, f"{what}: epoch {epoch} of {epochs}")
