@@ -10,6 +10,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -117,23 +118,52 @@ def backbone_onnx(
         identity = f"random:{_state_digest(net)}|{crop}|{OPSET}|{_EXPORT_VERSION}"
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     path = Path(onnx_dir) / f"{backbone.cache_key}-{digest}.onnx"
-    if not path.is_file() and net is None and "torch" not in sys.modules:
-        export_in_subprocess(backbone.name, Path(onnx_dir))
-    if not path.is_file():
-        network = net if net is not None else build()
-        export_onnx(
-            _features_logits_taps(network, backbone.taps, backbone.layout_taps),
-            path,
-            crop,
-            output_names=("features", "logits", "taps"),
-            metadata={
-                "pinhole_backbone": backbone.name,
-                "pinhole_weights_id": backbone.weights_id,
-                # The class names travel with the graph so `recognize` needs no torchvision.
-                "imagenet_categories": json.dumps(imagenet_categories()),
-            },
-        )
+    if path.is_file():
+        return path
+    # One export per host at a time: a worker warming up and a web process answering "Try it" would
+    # otherwise both trace the network on the same cores, each taking twice as long.
+    with _export_lock(path):
+        if not path.is_file() and net is None and "torch" not in sys.modules:
+            export_in_subprocess(backbone.name, Path(onnx_dir))
+        if not path.is_file():
+            network = net if net is not None else build()
+            export_onnx(
+                _features_logits_taps(network, backbone.taps, backbone.layout_taps),
+                path,
+                crop,
+                output_names=("features", "logits", "taps"),
+                metadata={
+                    "pinhole_backbone": backbone.name,
+                    "pinhole_weights_id": backbone.weights_id,
+                    # The class names travel with the graph so `recognize` needs no torchvision.
+                    "imagenet_categories": json.dumps(imagenet_categories()),
+                },
+            )
     return path
+
+
+_LOCK_HELD_ENV = "PINHOLE_EXPORT_LOCK_HELD"  # set for the child that exports on its parent's behalf
+
+
+@contextmanager
+def _export_lock(path: Path):
+    """An exclusive lock on `path`'s export across the processes of this host (POSIX flock); the child
+    that export_in_subprocess starts runs under its parent's lock."""
+    if os.environ.get(_LOCK_HELD_ENV) == str(path.parent):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock, at worst two exports of the same file
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _features_logits_taps(net, taps: tuple[int, ...], layout_taps: tuple[int, ...]):
@@ -176,7 +206,9 @@ def export_in_subprocess(backbone: str, onnx_dir: Path) -> None:
     import subprocess
 
     command = [sys.executable, "-m", "classifier", "export-backbone", backbone, "--onnx-dir", str(onnx_dir)]
-    out = subprocess.run(command, capture_output=True, text=True)
+    # Called under _export_lock: the child exports on this process's behalf, without waiting for it.
+    env = {**os.environ, _LOCK_HELD_ENV: str(Path(onnx_dir))}
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         message = (out.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("error: ")
         raise BackboneUnavailable(f"exporting {backbone} to ONNX failed: {message}")

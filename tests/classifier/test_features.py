@@ -271,3 +271,29 @@ def test_it_recognises_ants_and_bees_through_onnx(hymenoptera, tmp_path, monkeyp
     )
     env = {**os.environ, "PINHOLE_MODEL_CACHE": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_two_exports_of_one_backbone_at_once_trace_it_once(tmp_path):
+    """A worker warming up and a web process answering "Try it" on a fresh host: one export, one waits."""
+    import threading
+
+    from classifier.backbones import get_backbone
+    from classifier.graphs import backbone_onnx
+
+    spec = get_backbone("efficientnet_lite0")
+    built, paths = [], []
+
+    def build():
+        built.append(threading.get_ident())
+        return spec.build(pretrained=False)
+
+    def export():
+        paths.append(backbone_onnx(spec, spec.preprocessing.crop, tmp_path, build=build))
+
+    threads = [threading.Thread(target=export) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1
+    assert paths[0] == paths[1] and paths[0].is_file()
