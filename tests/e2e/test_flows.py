@@ -303,6 +303,8 @@ def test_flow1_upload_label_train(live_app, new_context, users, shot, hymenopter
     bee = photos(hymenoptera / "val" / "bees", 1)[0]
     tab(page, "Try it").click()
     expect(page.locator("main")).to_contain_text("No model is trained yet")
+    # The page's deferred script must have bound its handlers before a file is chosen.
+    expect(page.locator(".tryit[data-ready]")).to_have_count(1)
     page.locator(".tryit .try-buttons input[type=file]").first.set_input_files(str(bee))
     answer = page.locator(".try-answer")
     expect(answer.locator(".answer-kicker")).to_have_text("The pretrained network sees", timeout=30_000)
@@ -336,6 +338,8 @@ def test_flow1_upload_label_train(live_app, new_context, users, shot, hymenopter
 
     # Try it now answers in the project's own labels, naming the version that answered.
     tab(page, "Try it").click()
+    # The page's deferred script must have bound its handlers before a file is chosen.
+    expect(page.locator(".tryit[data-ready]")).to_have_count(1)
     page.locator(".tryit .try-buttons input[type=file]").first.set_input_files(str(bee))
     expect(answer.locator(".answer-kicker")).to_have_text("Looks like", timeout=30_000)
     expect(answer.locator(".answer-title")).to_contain_text("bees")
@@ -474,6 +478,8 @@ def test_flow3_share_link(live_app, sign_in, new_context, shot, hymenoptera, sta
     # The project's name, labels and a place for a photo; nothing else of the project.
     assert visitor.locator("a[href*='/projects/'], a[href*='/api/'], img[src*='/images/']").count() == 0
     expect(visitor.locator(".topnav")).to_have_count(0)
+    # The page's deferred script must have bound its handlers before a file is chosen.
+    expect(visitor.locator(".tryit[data-ready]")).to_have_count(1)
     visitor.locator(".tryit .try-buttons input[type=file]").first.set_input_files(str(bee))
     expect(visitor.locator(".try-answer .answer-kicker")).to_have_text("Looks like", timeout=30_000)
     expect(visitor.locator(".try-answer .answer-title")).to_contain_text("bees")

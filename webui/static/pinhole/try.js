@@ -137,5 +137,8 @@
     });
   }
 
-  document.querySelectorAll(".tryit").forEach(setup);
+  document.querySelectorAll(".tryit").forEach(function (root) {
+    setup(root);
+    root.dataset.ready = "true"; // the deferred script has bound its handlers: a file chosen now is sent
+  });
 })();
