@@ -230,6 +230,12 @@ class Extractor:
         """Export in this process (what graphs.export_in_subprocess runs); returns the ONNX path."""
         return self.onnx_path()
 
+    def load(self) -> Extractor:
+        """Load the network now (exporting it to ONNX the first time on a host) rather than on first use:
+        a worker does it as it starts. Returns: self."""
+        self._ensure_ready()
+        return self
+
     def _ensure_ready(self):
         with self._lock:
             if self.engine == "onnx" and self._session is None:

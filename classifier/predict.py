@@ -145,7 +145,7 @@ class Predictor:
         probs, feats = self.run(sources)
         if self.detector is not None and len(feats):
             scores = self.detector.score(feats)
-            unknown = scores > self.detector.threshold_  # is_unknown's rule, without scoring twice
+            unknown = self.detector.unknown_at(scores)
         else:
             scores, unknown = np.zeros(len(probs)), np.zeros(len(probs), dtype=bool)
         k = max(1, min(int(top_k), len(self.labels)))

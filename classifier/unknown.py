@@ -144,7 +144,12 @@ class UnknownDetector:
         Returns:
             bool array [N].
         """
-        return self.score(X) > self.threshold_
+        return self.unknown_at(self.score(X))
+
+    def unknown_at(self, scores: np.ndarray) -> np.ndarray:
+        """Args: scores: from `score`. Returns: bool array, whether each is above the training threshold
+        (the one rule; a caller that shows the scores too need not compute them twice)."""
+        return np.asarray(scores) > self.threshold_
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted detector as plain arrays (safetensors-ready).

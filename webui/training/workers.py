@@ -74,7 +74,7 @@ def warm_up(name: str) -> float:
     announce(name, WorkerPresence.STARTING, f"loading the network ({backbone}, {extractor.choice.precision})")
     started = time.perf_counter()
     try:
-        extractor._ensure_ready()
+        extractor.load()
     except Exception as exc:  # a training will report it to the person; the worker still takes tasks
         log.warning("loading %s at start-up failed: %s", backbone, exc)
         announce(name, WorkerPresence.READY, f"could not load {backbone} in advance: {exc}")
