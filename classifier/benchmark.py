@@ -164,7 +164,7 @@ def engine_report(backbone: str, *, measure: bool = False, images: int = 64) -> 
     flags = engines.cpu_flags()
     chosen = engines.choose()
     report = {
-        "cpu": _cpu_name() or platform.processor() or platform.machine(),
+        "cpu": engines.cpu_name() or platform.processor() or platform.machine(),
         "flags": sorted(flags & (engines.BF16_FLAGS | engines.INT8_FLAGS | {"amx_tile", "avx512f", "avx2"})),
         "openvino": _version("openvino"),
         "setting": os.environ.get(engines.ENGINE_ENV) or "auto",
@@ -201,18 +201,6 @@ def engine_report(backbone: str, *, measure: bool = False, images: int = 64) -> 
         )
     report["measured"] = rows
     return report
-
-
-def _cpu_name() -> str | None:
-    from .engines import CPUINFO
-
-    try:
-        for line in CPUINFO.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        return None
-    return None
 
 
 def _version(package: str) -> str | None:

@@ -84,19 +84,29 @@ class EngineChoice:
         return "" if self.precision is Precision.FP32 else f"+{self.precision}"
 
 
-def cpu_flags(text: str | None = None) -> frozenset[str]:
-    """Args: text: /proc/cpuinfo's contents (default: read it; empty where there is none).
-    Returns: the first processor's flags."""
+def _cpuinfo_field(names: tuple[str, ...], text: str | None) -> str | None:
+    """The first processor's value of the first of `names` in /proc/cpuinfo (or `text`); None if absent."""
     if text is None:
         try:
             text = CPUINFO.read_text()
         except OSError:
-            return frozenset()
+            return None
     for line in text.splitlines():
         name, _, value = line.partition(":")
-        if name.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        if name.strip() in names:
+            return value.strip()
+    return None
+
+
+def cpu_flags(text: str | None = None) -> frozenset[str]:
+    """Args: text: /proc/cpuinfo's contents (default: read it; empty where there is none).
+    Returns: the first processor's flags."""
+    return frozenset((_cpuinfo_field(("flags", "Features"), text) or "").split())
+
+
+def cpu_name(text: str | None = None) -> str | None:
+    """Args: text: /proc/cpuinfo's contents (default: read it). Returns: the CPU's model name, if it says."""
+    return _cpuinfo_field(("model name",), text) or None
 
 
 def openvino_installed() -> bool:
