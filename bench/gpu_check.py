@@ -1,7 +1,8 @@
 """The CUDA paths on one GPU host, in under 5 minutes: one JSON line.
 
 - extraction end to end from JPEG bytes (decode included) on the GPU, images/s (target on one H200:
-  at least 3,000 for EfficientNet-Lite0), over hymenoptera repeated to about 4,000 images;
+  at least 3,000 for EfficientNet-Lite0), over hymenoptera repeated to about 4,000 images, with the
+  JPEGs decoded on the GPU (nvJPEG through TorchCodec or torchvision) and again on the CPU's threads;
 - parity: the GPU's pooled features (fp16 autocast, channels_last) against the CPU's fp32 ONNX Runtime
   ones on the same 64 photos (worst cosine);
 - `train --strategy full` on hymenoptera/train with --val: validation accuracy, fine-tuning images/s,
@@ -33,20 +34,27 @@ def _gpu() -> str | None:
 
 
 def _extraction(paths: list[Path]) -> dict:
+    """Images/s from JPEG bytes in memory to pooled features, decoding on the GPU (nvJPEG, the default on
+    CUDA) and, for comparison, on the CPU's threads (Pillow)."""
+    import torch
+
+    from classifier.device_decode import jpeg_decoders
     from classifier.features import Extractor
 
     data = [p.read_bytes() for p in paths]
     data = (data * (REPEAT_TO // len(data) + 1))[:REPEAT_TO]
-    extractor = Extractor("efficientnet_lite0", device="cuda")
-    extractor.extract(data[:512], batch_size=256)  # warm-up: cuDNN picks its kernels per shape
-    import torch
-
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    extractor.extract(data, batch_size=256)
-    torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    return {"n": len(data), "images_per_s": round(len(data) / seconds, 1), "batch_size": 256}
+    out = {"n": len(data), "batch_size": 256, "decoder": next(iter(jpeg_decoders()))}
+    for decode in ("device", "cpu"):
+        extractor = Extractor("efficientnet_lite0", device="cuda", decode=decode)
+        extractor.extract(data[:512], batch_size=256)  # warm-up: cuDNN picks its kernels per shape
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        extractor.extract(data, batch_size=256)
+        torch.cuda.synchronize()
+        rate = round(len(data) / (time.perf_counter() - started), 1)
+        out["images_per_s" if decode == "device" else "images_per_s_cpu_decode"] = rate
+    out["cpu_threads"] = Extractor("efficientnet_lite0", device="cuda").threads
+    return out
 
 
 def _parity(paths: list[Path]) -> dict:

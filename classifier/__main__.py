@@ -272,7 +272,7 @@ def cmd_predict(args) -> list[dict]:
 
 
 def cmd_recognize(args) -> list[dict]:
-    from .features import recognize
+    from .recognition import recognize
 
     results = []
     for name in args.images:

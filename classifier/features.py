@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 import os
 import sys
 import threading
@@ -19,19 +18,20 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from classifier.backbones import DEFAULT_BACKBONE, Backbone, get_backbone, imagenet_categories
+from classifier import device_decode
+from classifier.backbones import DEFAULT_BACKBONE, Backbone, get_backbone
 from classifier.cache import FeatureCache
 from classifier.data import resolve
+from classifier.device_decode import cpu_views
 from classifier.engines import EngineChoice, Precision, choose, cpu_count, open_session
 from classifier.errors import ImageError
-from classifier.graphs import INPUT_NAME, backbone_onnx, graph_metadata
-from classifier.preprocessing import Source, load_rgb, preprocess
+from classifier.graphs import INPUT_NAME, backbone_onnx
+from classifier.preprocessing import Source, load_rgb
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -110,12 +110,14 @@ class _BatchResult:
 
 
 class _DecodeJob:
-    """One batch decoded image by image on the pool (torch engine: the device runs on the caller)."""
+    """One batch read image by image on the pool (torch engine: the device runs on the caller).
 
-    def __init__(self, pool: ThreadPoolExecutor, extractor: Extractor, sources: Sequence[Source], start: int):
-        self.futures = [
-            pool.submit(extractor._decode_many, [src], start + i) for i, src in enumerate(sources)
-        ]
+    Args:
+        read: (sources, start) -> (indices, items, errors, hashes), as Extractor._decode_many.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, read: Callable, sources: Sequence[Source], start: int):
+        self.futures = [pool.submit(read, [src], start + i) for i, src in enumerate(sources)]
 
     def cancel(self) -> None:
         for future in self.futures:
@@ -147,6 +149,9 @@ class Extractor:
         mirrored: extract features of the horizontally mirrored images (training augmentation),
             cached under their own key.
         framing: "crop" (the backbone's centre crop) or "full" (the whole frame); cached apart.
+        decode: where JPEG pixels are decoded and preprocessed: "cpu" (Pillow, on the decoding threads),
+            "device" (torchvision on the network's device: nvJPEG on CUDA; engine "torch" only) or
+            "auto" (the device on CUDA, else the CPU).
     """
 
     def __init__(
@@ -161,6 +166,7 @@ class Extractor:
         mirrored: bool = False,
         framing: str = "crop",
         precision: str | None = None,
+        decode: str = "auto",
     ):
         self.backbone = get_backbone(backbone)
         self.mirrored = mirrored
@@ -180,6 +186,13 @@ class Extractor:
         if engine == "onnx" and device != "cpu":
             raise ValueError("the ONNX engine runs on the CPU; use engine='torch' for CUDA")
         self.engine = engine
+        if decode == "auto":
+            decode = "device" if device.startswith("cuda") else "cpu"
+        if decode not in ("cpu", "device"):
+            raise ValueError(f"decode must be 'auto', 'cpu' or 'device', not {decode!r}")
+        if decode == "device" and engine != "torch":
+            raise ValueError("decoding on the device needs engine='torch'")
+        self.decode = decode
         self.choice: EngineChoice = (
             choose(precision)
             if engine == "onnx"
@@ -267,14 +280,16 @@ class Extractor:
             if self._clock is not None:
                 self._clock.add("inference", time.perf_counter() - started)
 
-    def _run(self, batch: np.ndarray, outputs: Sequence[str]) -> list[np.ndarray]:
+    def _run(self, batch, outputs: Sequence[str]) -> list[np.ndarray]:
+        """Args: batch: float32 [N, 3, H, W], a numpy array (or, engine "torch", a tensor on the device)."""
         if self.engine == "onnx":
             return self._session.run(list(outputs), {INPUT_NAME: batch})
         import torch
 
         net = self._net
         with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)
+            x = x.to(self.device, non_blocking=True)
             cuda = self.device.startswith("cuda")
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -309,25 +324,29 @@ class Extractor:
         t1 = time.perf_counter()
         image_hash = self.hash_fn(image) if self.hash_fn is not None else None
         t2 = time.perf_counter()
-        arrays, made = [], {}
-        for prep, mirrored in self._view_list():
-            if prep not in made:
-                made[prep] = preprocess(image, prep)
-            # Mirrored copies are training augmentation: a bee facing left is still a bee.
-            arrays.append(np.ascontiguousarray(made[prep][:, :, ::-1]) if mirrored else made[prep])
+        arrays = cpu_views(image, self._view_list())
         if clock is not None:
             clock.add("decode", t1 - t0)
             clock.add("hash", t2 - t1)
             clock.add("preprocess", time.perf_counter() - t2)
         return arrays, image_hash
 
+    def _read_item(self, source: Source) -> tuple[list[device_decode.Item], np.ndarray | None]:
+        """The CPU's part of one image decoded on the device. Returns: ([item], hash)."""
+        started = time.perf_counter()
+        item = device_decode.read_item(source, self._view_list(), self.hash_fn)
+        if self._clock is not None:
+            self._clock.add("decode", time.perf_counter() - started)
+        return [item], item.hash
+
     def _decode_many(self, sources: Sequence[Source], start: int) -> tuple[list[int], list, list, list]:
-        """Returns: (indices of the images read, their views' arrays (len(views) each, in order), errors,
-        hashes)."""
+        """Returns: (indices of the images read, their views' arrays (len(views) each, in order; on the
+        device path one device_decode.Item per image instead), errors, hashes)."""
         indices, arrays, errors, hashes = [], [], [], []
+        read = self._read_item if self.decode == "device" else self._decode_item
         for offset, source in enumerate(sources):
             try:
-                views, image_hash = self._decode_item(source)
+                views, image_hash = read(source)
             except (ImageError, OSError) as e:
                 errors.append((start + offset, e))
                 continue
@@ -370,7 +389,7 @@ class Extractor:
                 chunk = sources[start : start + batch_size]
                 if lanes > 1:
                     return pool.submit(self._lane_task, chunk, start, outputs)
-                return _DecodeJob(pool, self, chunk, start)
+                return _DecodeJob(pool, self._decode_many, chunk, start)
 
             pending: list[Future | _DecodeJob] = [submit(start) for start in starts[:window]]
             next_batch = len(pending)
@@ -381,9 +400,7 @@ class Extractor:
                         pending.append(submit(starts[next_batch]))
                         next_batch += 1
                     if isinstance(job, _DecodeJob):
-                        indices, arrays, errors, hashes = job.collect()
-                        results = self._infer(np.stack(arrays), outputs) if arrays else []
-                        batch = _BatchResult(indices, results, errors, hashes)
+                        batch = self._on_device(*job.collect(), outputs)
                     else:
                         batch = job.result()
                     for index, error in batch.errors:
@@ -394,6 +411,22 @@ class Extractor:
             finally:
                 for job in pending:
                     job.cancel()
+
+    def _on_device(self, indices, arrays, errors, hashes, outputs) -> _BatchResult:
+        """Runs a batch read by the pool; on the device path its pixels are decoded on the device first."""
+        if self.decode == "device" and arrays:
+            started = time.perf_counter()
+            tensor, kept, failed = device_decode.decode_batch(arrays, self._view_list(), self.device)
+            if self._clock is not None:
+                self._clock.add("preprocess", time.perf_counter() - started)
+            errors = sorted(errors + [(indices[k], e) for k, e in failed])
+            keep = set(kept)
+            hashes = [h for k, h in enumerate(hashes) if k in keep] if hashes else hashes
+            indices = [indices[k] for k in kept]
+            results = self._infer(tensor, outputs) if tensor is not None else []
+            return _BatchResult(indices, results, errors, hashes)
+        results = self._infer(np.stack(arrays), outputs) if arrays else []
+        return _BatchResult(indices, results, errors, hashes)
 
     def extract(
         self,
@@ -561,26 +594,15 @@ class Extractor:
         if cache is not None and found:
             cache.put_many(image_hash.key, found)
 
-    def _category_names(self) -> list[str]:
-        if self.engine == "onnx":
-            self._ensure_ready()
-            stored = graph_metadata(str(self.onnx_path())).get("imagenet_categories")
-            if stored:
-                return json.loads(stored)
-        return imagenet_categories()
-
-    def imagenet_top_k(self, sources: Sequence[Source], top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """Args: sources: images; top_k: classes per image. Returns: [(ImageNet class, probability)] per image."""
+    def logits(self, sources: Sequence[Source]) -> np.ndarray:
+        """Args: sources: images. Returns: the pretrained network's ImageNet logits [N, classes]."""
         sources = list(sources)
-        names = self._category_names()
-        logits = np.zeros((len(sources), len(names)), dtype=np.float32)
+        out: np.ndarray | None = None
         for indices, (batch_logits,) in self._batches(sources, 32, ("logits",), None):
-            logits[indices] = batch_logits
-        logits = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
-        return [[(names[j], float(p[j])) for j in row] for p, row in zip(probs, top, strict=True)]
+            if out is None:
+                out = np.zeros((len(sources), batch_logits.shape[1]), dtype=np.float32)
+            out[indices] = batch_logits
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 def _cuda_available() -> bool:
@@ -600,30 +622,3 @@ def eager_extract(
     """The same extraction in eager PyTorch on the CPU, for benchmarks. Returns: [N, feature_dim]."""
     pretrained = kwargs.pop("pretrained", True)
     return Extractor(backbone, device="cpu", engine="torch", pretrained=pretrained).extract(sources, **kwargs)
-
-
-@lru_cache(maxsize=4)
-def _recognizer(name: str, onnx_dir: str | None) -> Extractor:
-    # CPU and ONNX: the web process answers without importing torch once the model is exported.
-    return Extractor(name, device="cpu", onnx_dir=onnx_dir)
-
-
-def recognize(
-    sources: Sequence[Source],
-    *,
-    backbone: str = DEFAULT_BACKBONE,
-    top_k: int = 5,
-    onnx_dir: str | os.PathLike | None = None,
-) -> list[list[tuple[str, float]]]:
-    """What the pretrained backbone itself sees: its ImageNet top-k classes.
-
-    Args:
-        sources: bytes, paths or binary file objects.
-        backbone: registry name.
-        top_k: classes per image.
-        onnx_dir: where the exported model is cached (default as in Extractor).
-    Returns:
-        Per image, a list of (ImageNet class name, probability), most likely first.
-    """
-    name = get_backbone(backbone).name
-    return _recognizer(name, str(onnx_dir) if onnx_dir else None).imagenet_top_k(sources, top_k)

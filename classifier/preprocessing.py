@@ -302,6 +302,39 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, read with `load_rgb`'s checks but without decoding the pixels.
+
+    Attributes:
+        data: the file's bytes.
+        format: Pillow's format name ("JPEG", "PNG", ...).
+        mode: Pillow's mode of the stored pixels ("RGB" for YCbCr JPEGs, "L", "CMYK", ...).
+        size: (width, height) as stored, before the EXIF orientation.
+        orientation: the EXIF orientation, 1..8.
+    """
+
+    data: bytes
+    format: str
+    mode: str
+    size: tuple[int, int]
+    orientation: int
+
+
+def read_header(source: Source) -> ImageHeader:
+    """Reads a file and its header (allow-listed format, pixel limit) for a decoder elsewhere (a GPU's).
+
+    Raises:
+        InvalidImage, UnsupportedFormat, ImageTooLarge, as `load_rgb` does before decoding.
+    """
+    data = _read_bytes(source)
+    image = _open(data)
+    try:
+        return ImageHeader(data, str(image.format), image.mode, image.size, _orientation(image))
+    finally:
+        image.close()
+
+
 def load_rgb(source: Source, *, target_size: int | None = None) -> Image.Image:
     """Decodes an untrusted image to an upright RGB image with the same checks as `inspect_image`.
 

@@ -16,11 +16,11 @@ from classifier.errors import Cancelled, InvalidImage
 from classifier.features import (
     ExtractionResult,
     Extractor,
-    recognize,
     sha256_of,
 )
 from classifier.graphs import export_onnx
 from classifier.preprocessing import load_batch
+from classifier.recognition import recognize
 
 torch = pytest.importorskip("torch")
 
@@ -263,7 +263,7 @@ def test_it_recognises_ants_and_bees_through_onnx(hymenoptera, tmp_path, monkeyp
 
     # Once exported, answering needs neither torch nor torchvision (the web process never loads them).
     code = (
-        "import sys; from classifier.features import recognize\n"
+        "import sys; from classifier.recognition import recognize\n"
         f"top = recognize([{str(files[0])!r}], top_k=3)[0]\n"
         "assert len(top) == 3, top\n"
         "bad = [m for m in ('torch', 'torchvision', 'django') if m in sys.modules]\n"

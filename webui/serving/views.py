@@ -136,8 +136,8 @@ def try_page(request, project_id: int):
 
 def _recognize(project, data: bytes) -> dict:
     from classifier.backbones import BACKBONES
-    from classifier.features import recognize
     from classifier.preprocessing import inspect_image
+    from classifier.recognition import recognize
 
     inspect_image(data)  # refuse a bad file before any model loads
     backbone = project.backbone if project.backbone in BACKBONES else settings.PINHOLE_DEFAULT_BACKBONE

@@ -139,7 +139,7 @@ class Recognize(ModelView):
     )
     def post(self, request):
         from classifier.errors import BackboneUnavailable, ImageError
-        from classifier.features import recognize
+        from classifier.recognition import recognize
 
         data, backbone = _backbone_request(request)
         try:
