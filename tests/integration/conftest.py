@@ -51,6 +51,7 @@ from itest import (  # noqa: E402
     redis_ping,
     redis_url,
 )
+from object_store import ObjectStore  # noqa: E402
 
 
 def _use_a_file_for_the_sqlite_test_database() -> None:
@@ -142,6 +143,32 @@ def data_dir(settings, tmp_path):
         },
     }
     return data
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One S3-compatible server for the session (object_store.py: moto's, unless one is named)."""
+    store = ObjectStore(tmp_path_factory.mktemp("s3") / "server.log")
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+def object_store(settings, s3_server, data_dir):
+    """This process (the web host) keeps its files in a fresh bucket; `.env` gives a worker the same.
+
+    The local media directory stays, empty: a test can check that nothing lands there.
+    """
+    from types import SimpleNamespace
+
+    from webui.lib.env import storages_config
+
+    bucket = s3_server.new_bucket()
+    env = s3_server.env(bucket)
+    settings.STORAGES = storages_config(env, data_dir / "media")
+    return SimpleNamespace(
+        bucket=bucket, env=env, server=s3_server, keys=lambda prefix="": s3_server.keys(bucket, prefix)
+    )
 
 
 @pytest.fixture

@@ -82,12 +82,17 @@ def local_copy(version) -> Path:
     return target
 
 
-def check_artifact(version) -> Path:
-    """Verify a version's files against its manifest; raise ArtifactBroken with the reason."""
+def check_artifact(version, local: Path | None = None) -> Path:
+    """Verify a version's files against its manifest; raise ArtifactBroken with the reason.
+
+    Args:
+        local: a local directory with the same files (the one just uploaded), checked instead of the
+            stored copy; default: the stored artifact (downloaded once where storage is remote).
+    """
     from classifier.artifacts import verify_artifact
     from classifier.errors import ArtifactError
 
-    path = local_copy(version)
+    path = Path(local) if local is not None else local_copy(version)
     if not (path / MANIFEST).exists():
         raise ArtifactBroken(f"v{version.number} has no manifest; its artifact is incomplete")
     try:

@@ -162,11 +162,16 @@ class ModelVersion(models.Model):
             return []
         return [f"{self.artifact}/{name}" for name in files]
 
-    def promote(self, user=None, *, action: str = "promote") -> None:
-        """Make this version the one that serves; a single UPDATE, so no request sees half a switch."""
+    def promote(self, user=None, *, action: str = "promote", local_copy=None) -> None:
+        """Make this version the one that serves; a single UPDATE, so no request sees half a switch.
+
+        Args:
+            local_copy: a directory holding the very files just stored for this version (the worker's
+                own output), checked instead of downloading them again from remote storage.
+        """
         from webui.training.artifacts import check_artifact
 
-        check_artifact(self)  # refuse a broken artifact before anything serves it
+        check_artifact(self, local_copy)  # refuse a broken artifact before anything serves it
         with transaction.atomic():
             project = Project.objects.select_for_update().get(pk=self.project_id)
             previous_id = project.serving_version_id

@@ -416,18 +416,20 @@ def _train_and_store(run: TrainingRun, workdir: Path) -> ModelVersion | None:
                 fingerprint=run.fingerprint,
                 size=size,
             )
+            # Decided before the run says "succeeded": whoever polls the run and then predicts gets
+            # the version that serves after this training, never the one before it.
+            promote_if_better(version, outcome)
             run.transition(
                 RunStatus.SUCCEEDED,
                 expect=RunStatus.RUNNING,
                 progress=1.0,
                 message=f"done: v{number}",
-                metrics=outcome.metrics,
+                metrics=version.metrics,
             )
     except BaseException:
         # Nothing refers to these files: a failed save leaves no half-written version visible.
         _delete_prefix(prefix)
         raise
-    promote_if_better(version, outcome)
     return version
 
 
@@ -520,7 +522,8 @@ def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
         else:
             reason = f"v{serving.number} scored better {where} ({old:.3f} vs {new:.3f})"
     if promote:
-        version.promote(action="auto-promote")
+        # The worker's own output is the uploaded files: checked here without downloading them again.
+        version.promote(action="auto-promote", local_copy=outcome.path if outcome is not None else None)
     metrics = dict(version.metrics, promotion={"promoted": promote, "reason": reason})
     ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
     version.metrics = metrics
