@@ -114,7 +114,11 @@ def test_two_trainings_and_a_batch_prediction_spread_over_both_workers(
         run = wait_for_run(api, run_id, {"succeeded", "failed"}, workers[0], timeout=150)
         assert run["status"] == "succeeded", run["error"] + workers[1].log()
     trainers = [trainer_of(run_id, start_worker.training_log, workers) for run_id in runs]
-    assert sorted(t[0] for t in trainers) == [0, 1], trainers  # one training on each host
+    events = training_events(start_worker.training_log)
+    # One training on each host.
+    assert sorted(t[0] for t in trainers) == [0, 1], (
+        f"{trainers} {events}" + workers[0].log() + workers[1].log()
+    )
 
     files = [SimpleUploadedFile(f"q{i}.png", png(GREEN, 900 + i), "image/png") for i in range(4)]
     response = api.post(f"/api/v1/projects/{other}/images/", {"files": files}, format="multipart")
