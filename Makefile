@@ -8,14 +8,27 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format migrate worker bench clean
+.PHONY: run test lint format migrate worker bench clean lock
 
-$(STAMP): pyproject.toml
+# Every dependency pinned, for make, CI and the images; pyproject.toml keeps ranges for people who
+# install the package. `make lock` pins them anew (the newest each range allows).
+CONSTRAINTS := constraints.txt
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch and torchvision come from the registry as one matching pair (never a local CPU wheel).
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
+
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[dev,bench,gpu]'
+	{ echo "# Every dependency of make run, make test, make bench and the images, pinned by make lock."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^pinhole'; } > $(CONSTRAINTS)
+	rm -rf .lock-venv
 
 migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
@@ -40,7 +53,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	# The data sets and baselines of bench.quality (not needed by the app or its tests).
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,bench]'
 	$(BIN)/python -m bench.run_all
 
 clean:

@@ -82,3 +82,26 @@ def test_the_example_env_file_documents_every_setting_and_nothing_else(tmp_path)
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
     assert read - documented == set(), "settings missing from docker/.env.example"
     assert documented - read - READ_BY_COMMANDS == set(), "docker/.env.example names what nothing reads"
+
+
+def test_every_declared_dependency_is_pinned_within_its_range():
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(r) for r in project["dependencies"]]
+    declared += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not a pin (make lock writes name==version)"
+            pins[canonicalize_name(name)] = version.strip()
+    for requirement in declared:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt: run make lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {name}=={pins[name]}, outside pyproject.toml's {requirement}"
+        )
