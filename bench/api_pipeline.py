@@ -48,9 +48,15 @@ def _manage(env, *args) -> str:
 
 
 class Site:
-    """The web server and one worker on a temporary data directory."""
+    """The web server and its workers (one by default) on a temporary data directory.
 
-    def __init__(self, data_dir: Path):
+    Args:
+        data_dir: the site's PINHOLE_DATA_DIR (SQLite database, broker file, local files).
+        workers: how many worker processes to start, each `make run`'s worker command.
+        env: more settings for every process (object storage, say).
+    """
+
+    def __init__(self, data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None):
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
@@ -62,6 +68,7 @@ class Site:
             PINHOLE_API_PREDICT_RATE="10000/s",  # the load test measures the server, not the throttle
             DJANGO_SUPERUSER_USERNAME="bench",
             DJANGO_SUPERUSER_PASSWORD="bench-password-123",
+            **(env or {}),
         )
         _manage(self.env, "migrate", "--no-input")
         _manage(self.env, "collectstatic", "--no-input", "-v0")
@@ -75,10 +82,12 @@ class Site:
                 web_command(PYTHON, "127.0.0.1", self.port),
                 cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             ),
+        ] + [
             subprocess.Popen(
-                worker_command(PYTHON),
+                [*worker_command(PYTHON), "-n", f"bench{n}@%h"],
                 cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            ),
+            )
+            for n in range(workers)
         ]  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -172,8 +172,11 @@ def object_store(settings, s3_server, data_dir):
 
 
 @pytest.fixture
-def start_worker(tmp_path, data_dir, use_broker):
+def start_worker(tmp_path, data_dir, use_broker, transactional_db):
     """start_worker(broker_url, concurrency=1, **env) -> a ready Worker; all are killed in teardown.
+
+    It asks for the database first so that its teardown (killing the workers) comes before the
+    database is emptied: a worker still alive then could write a row the next test would see.
 
     The worker shares the test database and data directory, uses a 3 s stale-heartbeat window, and
     has its own TMPDIR so a test can check that training temp files are gone.

@@ -20,7 +20,9 @@ def test_it_trains_through_a_worker_and_predicts(any_broker, start_worker, api, 
     # The worker loaded the network as it started, and said so (webui/training/workers.py).
     from webui.training.models import WorkerPresence
 
-    [presence] = WorkerPresence.objects.all()
+    [presence] = WorkerPresence.objects.filter(
+        name__regex=rf":({'|'.join(map(str, worker.pool_children()))})$"
+    )
     assert presence.phase == WorkerPresence.READY and presence.warm_up_seconds is not None, presence.detail
 
     for colour, label in ((RED, "red"), (BLUE, "blue")):

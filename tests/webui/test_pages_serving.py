@@ -54,7 +54,7 @@ def test_it_requires_csrf_tokens(project, viewer):
 def test_it_recognises_imagenet_classes_before_any_training(
     client_for, project, viewer, media_root, monkeypatch
 ):
-    import classifier.features
+    import classifier.recognition
 
     seen = {}
 
@@ -62,7 +62,7 @@ def test_it_recognises_imagenet_classes_before_any_training(
         seen.update(backbone=backbone, top_k=top_k, onnx_dir=onnx_dir, n=len(sources))
         return [[("honeycomb", 0.7), ("bee", 0.2), ("ant", 0.05)]]
 
-    monkeypatch.setattr(classifier.features, "recognize", fake_recognize)
+    monkeypatch.setattr(classifier.recognition, "recognize", fake_recognize)
     response = client_for(viewer).post(reverse("serving:predict", args=[project.pk]), {"file": photo(png())})
     assert response.status_code == 200, response.content
     body = response.json()
@@ -71,9 +71,9 @@ def test_it_recognises_imagenet_classes_before_any_training(
 
 
 def test_it_throttles_a_flood_of_tries(client_for, project, viewer, settings, monkeypatch):
-    import classifier.features
+    import classifier.recognition
 
-    monkeypatch.setattr(classifier.features, "recognize", lambda *a, **k: [[("bee", 1.0)]])
+    monkeypatch.setattr(classifier.recognition, "recognize", lambda *a, **k: [[("bee", 1.0)]])
     settings.PINHOLE_TRY_RATE_PER_MINUTE = 2
     c = client_for(viewer)
     url = reverse("serving:predict", args=[project.pk])
