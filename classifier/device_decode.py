@@ -31,6 +31,7 @@ from classifier.preprocessing import (
     preprocess,
     read_header,
     resize_crop_box,
+    scale_bias,
 )
 
 View = tuple[Preprocessing, bool]  # (preprocessing, mirrored)
@@ -126,18 +127,17 @@ def resized_crop(image, prep: Preprocessing):
         image[None].float(), size=(size[1], size[0]), mode=mode, antialias=True, align_corners=False
     )[0]
     crop = resized[:, top : top + prep.crop, left : left + prep.crop].round_().clamp_(0, 255)
-    scale, bias = _scale_bias(prep.mean, prep.std, str(image.device))
+    scale, bias = _scale_bias(prep, str(image.device))
     return crop * scale + bias
 
 
 @lru_cache(maxsize=16)
-def _scale_bias(mean: tuple[float, ...], std: tuple[float, ...], device: str):
-    """(x / 255 - mean) / std as x * scale + bias, kept on the device (no copy per image)."""
+def _scale_bias(prep: Preprocessing, device: str):
+    """preprocessing.scale_bias as [3, 1, 1] tensors kept on the device (no copy per image)."""
     import torch
 
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (1.0 / (255.0 * std_t)).to(device), (-mean_t / std_t).to(device)
+    scale, bias = scale_bias(prep)
+    return torch.from_numpy(scale).view(3, 1, 1).to(device), torch.from_numpy(bias).view(3, 1, 1).to(device)
 
 
 @dataclass(frozen=True)

@@ -400,7 +400,7 @@ class Extractor:
                         pending.append(submit(starts[next_batch]))
                         next_batch += 1
                     if isinstance(job, _DecodeJob):
-                        batch = self._on_device(*job.collect(), outputs)
+                        batch = self._run_batch(*job.collect(), outputs)
                     else:
                         batch = job.result()
                     for index, error in batch.errors:
@@ -412,8 +412,9 @@ class Extractor:
                 for job in pending:
                     job.cancel()
 
-    def _on_device(self, indices, arrays, errors, hashes, outputs) -> _BatchResult:
-        """Runs a batch read by the pool; on the device path its pixels are decoded on the device first."""
+    def _run_batch(self, indices, arrays, errors, hashes, outputs) -> _BatchResult:
+        """Runs the network on a batch the pool read (torch engine); on the device path its pixels are
+        decoded on the device first."""
         if self.decode == "device" and arrays:
             started = time.perf_counter()
             tensor, kept, failed = device_decode.decode_batch(arrays, self._view_list(), self.device)

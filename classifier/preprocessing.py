@@ -382,7 +382,10 @@ def resize_crop_box(width: int, height: int, prep: Preprocessing) -> tuple[tuple
 
 
 @lru_cache(maxsize=32)
-def _scale_bias(prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+def scale_bias(prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """Normalisation as one multiply-add per channel: (x / 255 - mean) / std = x * scale + bias.
+
+    Returns: (scale, bias), float32 arrays [3]; the CPU path and the device path both use them."""
     std = np.asarray(prep.std, dtype=np.float32)
     mean = np.asarray(prep.mean, dtype=np.float32)
     return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
@@ -411,7 +414,7 @@ def preprocess(image: Image.Image, prep: Preprocessing) -> np.ndarray:
         sx, sy = width / new_w, height / new_h
         box = (left * sx, top * sy, (left + prep.crop) * sx, (top + prep.crop) * sy)
     out = image.resize((prep.crop, prep.crop), _RESAMPLING[prep.interpolation], box=box, reducing_gap=3.0)
-    scale, bias = _scale_bias(prep)
+    scale, bias = scale_bias(prep)
     # Channel by channel straight into the CHW result: about 5x faster than float HWC math plus a
     # transposing copy, and decoding + preprocessing competes with inference for the same cores.
     arr = np.empty((3, prep.crop, prep.crop), dtype=np.float32)
