@@ -78,19 +78,12 @@ def _time_limits_belong_to_the_worker(headers=None, **kwargs):
 
 
 @signals.worker_ready.connect
-def _recover_lost_runs(sender=None, **kwargs):
-    # Only a worker that trains looks for runs whose message the broker lost.
+def _recover_lost_jobs(sender=None, **kwargs):
+    # A starting worker re-queues the jobs of its queues whose message the broker lost.
     queues = {q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", [])}
-    if queues and "training" not in queues:
-        return
-    from webui.training.services import recover_stale_runs
+    from webui.jobs.recovery import recover
 
-    try:
-        recover_stale_runs()
-    except Exception:  # never keep a worker from starting over a recovery sweep
-        import logging
-
-        logging.getLogger(__name__).exception("recovering lost training runs failed")
+    recover(queues or {"default", "training"})
 
 
 @signals.worker_process_init.connect

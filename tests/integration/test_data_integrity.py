@@ -74,8 +74,9 @@ def test_it_leaves_no_version_when_a_storage_write_fails(
 ):
     from django.core.files.storage import FileSystemStorage
 
+    from webui.jobs.models import JobStatus
     from webui.training import services
-    from webui.training.models import ModelVersion, RunStatus
+    from webui.training.models import ModelVersion
 
     run = services.start_training(small_project, small_project.owner, {"strategy": "linear"})
     real_save = FileSystemStorage.save
@@ -94,7 +95,7 @@ def test_it_leaves_no_version_when_a_storage_write_fails(
 
     run.refresh_from_db()
     assert saved, "the failure was meant to come after one artifact file was written"
-    assert run.status == RunStatus.FAILED and "No space left on device" in run.error
+    assert run.status == JobStatus.FAILED and "No space left on device" in run.error
     assert not ModelVersion.objects.exists()
     versions = data_dir / "media" / "projects" / str(small_project.pk) / "versions"
     assert [p for p in versions.rglob("*") if p.is_file()] == []

@@ -3,9 +3,10 @@
 import pytest
 from django.db import IntegrityError, transaction
 
+from webui.jobs.models import InvalidTransition, JobStatus
 from webui.projects.models import Image, Label, Project, Role
 from webui.serving.models import ShareLink, hash_token
-from webui.training.models import InvalidTransition, ModelVersion, RunStatus, TrainingRun
+from webui.training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -55,20 +56,20 @@ def test_it_numbers_versions_uniquely_per_project(project, owner):
 
 def test_it_moves_a_run_through_its_allowed_states(project):
     run = TrainingRun.objects.create(project=project)
-    run.transition(RunStatus.RUNNING)
+    run.transition(JobStatus.RUNNING)
     assert run.started_at is not None and run.heartbeat_at is not None
-    run.transition(RunStatus.SUCCEEDED)
+    run.transition(JobStatus.SUCCEEDED)
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED and run.finished_at is not None
+    assert run.status == JobStatus.SUCCEEDED and run.finished_at is not None
 
 
 @pytest.mark.parametrize(
     ("start", "to"),
     [
-        (RunStatus.QUEUED, RunStatus.SUCCEEDED),
-        (RunStatus.SUCCEEDED, RunStatus.RUNNING),
-        (RunStatus.FAILED, RunStatus.QUEUED),
-        (RunStatus.CANCELLED, RunStatus.RUNNING),
+        (JobStatus.QUEUED, JobStatus.SUCCEEDED),
+        (JobStatus.SUCCEEDED, JobStatus.RUNNING),
+        (JobStatus.FAILED, JobStatus.QUEUED),
+        (JobStatus.CANCELLED, JobStatus.RUNNING),
     ],
 )
 def test_it_refuses_an_illegal_transition(project, start, to):
@@ -82,9 +83,9 @@ def test_it_refuses_an_illegal_transition(project, start, to):
 def test_it_lets_only_one_of_two_racing_claims_win(project):
     run = TrainingRun.objects.create(project=project)
     first, second = TrainingRun.objects.get(pk=run.pk), TrainingRun.objects.get(pk=run.pk)
-    first.transition(RunStatus.RUNNING)
+    first.transition(JobStatus.RUNNING)
     with pytest.raises(InvalidTransition, match="is running"):
-        second.transition(RunStatus.RUNNING)
+        second.transition(JobStatus.RUNNING)
 
 
 def test_it_knows_each_members_role(project, owner, editor, viewer, stranger):

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.helpers import png
-from webui.projects.models import Image, Membership, Project
+from webui.projects.models import Image, Membership, Project, ZipImport
 from webui.serving.models import ShareLink
 from webui.training.models import ModelVersion, TrainingRun
 
@@ -238,14 +238,16 @@ class World:
     link: Any
     membership: Any
     media: Path
+    zip_import: Any
+    refresh: Any
 
 
 @pytest.fixture
 def world(project, owner, editor, make_user, make_version, media_root):
-    from django.core.cache import cache
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from webui.projects.services import _suggestion_key, get_or_create_label, ingest_image
+    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.serving.models import Suggestion, SuggestionRefresh
 
     make_user("nina")  # someone to share with
     ants, bees = get_or_create_label(project, "ants"), get_or_create_label(project, "bees")
@@ -258,10 +260,8 @@ def world(project, owner, editor, make_user, make_version, media_root):
     v1, v2 = make_version(project, 1), make_version(project, 2)
     v1.promote(owner)
     v2.promote(owner)  # v2 serves; rollback has v1 to go back to
-    # The model's suggestion for the unlabeled image, as the label page would have cached it.
-    cache.set(
-        _suggestion_key(v2.pk, unlabeled.sha256), {"label": "bees", "probability": 0.99, "unknown": False}
-    )
+    # The model's suggestion for the unlabeled image, as a refresh would have stored it.
+    Suggestion.objects.create(version=v2, sha256=unlabeled.sha256, label="bees", probability=0.99)
     project.refresh_from_db()
     return World(
         project=project,
@@ -275,6 +275,8 @@ def world(project, owner, editor, make_user, make_version, media_root):
         link=ShareLink.create_for(project, owner)[0],
         membership=Membership.objects.get(project=project, user=editor),
         media=media_root,
+        zip_import=ZipImport.objects.create(project=project, archive="imports/x.zip", name="x.zip"),
+        refresh=SuggestionRefresh.objects.create(project=project, version=v2),
     )
 
 
@@ -326,6 +328,17 @@ P_V2 = {**P, "number": lambda w: w.v2.number}
 P_RUN = {**P, "run_id": lambda w: w.run.pk}
 P_LINK = {**P, "link_id": lambda w: w.link.pk}
 P_ANTS = {**P, "label_id": lambda w: w.ants.pk}
+P_IMPORT = {**P, "job_id": lambda w: w.zip_import.pk}
+P_REFRESH = {**P, "job_id": lambda w: w.refresh.pk}
+
+
+def _zip_imported(w) -> bool:
+    """The POST stored the archive and queued its import; run the import as a worker would."""
+    from webui.projects.imports import run_zip_import
+
+    for job in ZipImport.objects.filter(project=w.project, status="queued").exclude(pk=w.zip_import.pk):
+        run_zip_import(job.pk)
+    return w.project.images.filter(label__name="wasps").exists()
 
 
 def _done_project_gone(w):
@@ -358,8 +371,13 @@ PAGES: dict[str, Page] = {
     ),
     "projects:upload": Page(P, READ, READ),
     "projects:upload-zip": Page(
-        P, None, WRITE, body=_zip, done=lambda w: w.project.images.filter(label__name="wasps").exists()
+        P, None, WRITE, body=_zip, done=_zip_imported
     ),
+    "projects:zip-import": Page(P_IMPORT, READ, None),
+    "projects:zip-import-cancel": Page(
+        P_IMPORT, None, WRITE, done=lambda w: _get(ZipImport, pk=w.zip_import.pk).status == "cancelled"
+    ),
+    "projects:suggestion-refresh": Page(P_REFRESH, READ, None),
     "projects:label": Page(P, READ, READ, query="?show=unlabeled"),
     "projects:label-apply": Page(
         P, None, WRITE, body=lambda w: {"images": str(w.unlabeled.pk), "label": str(w.ants.pk)},

@@ -63,7 +63,8 @@ def test_it_shows_an_empty_project_a_way_to_start(client_for, project, owner):
 
 
 def test_it_reports_near_duplicates_and_unreadable_images(client_for, project, owner, make_version):
-    from webui.training.models import RunStatus, TrainingRun
+    from webui.jobs.models import JobStatus
+    from webui.training.models import TrainingRun
 
     _fill(project, {"ants": 2, "bees": 2})
     a, b = (f"{0:064x}", f"{1:064x}")
@@ -73,7 +74,7 @@ def test_it_reports_near_duplicates_and_unreadable_images(client_for, project, o
     version.promote(owner)
     TrainingRun.objects.create(
         project=project,
-        status=RunStatus.SUCCEEDED,
+        status=JobStatus.SUCCEEDED,
         metrics={"skipped": [{"key": f"{3:064x}", "error": "image is incomplete"}]},
     )
     response = client_for(owner).get(reverse("projects:detail", args=[project.pk]))

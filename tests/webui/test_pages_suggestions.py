@@ -1,4 +1,4 @@
-"""Suggestions from a real trained model on the label page, and accepting them in bulk."""
+"""Suggestions from a real trained model on the label page, worked out by a job, and accepting them in bulk."""
 
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 @pytest.fixture
 def trained(trained_project, editor):
     """The trained project plus three new unlabeled photos (red, red, blue)."""
-    from django.core.cache import cache
-
     from webui.projects.services import ingest_image
 
-    cache.clear()
     unlabeled = [
         ingest_image(trained_project, editor, photo(png(colour, 500 + i), f"new{i}.png")).image
         for i, colour in enumerate([RED, RED, BLUE])
@@ -28,8 +25,47 @@ def trained(trained_project, editor):
     return trained_project, unlabeled
 
 
-def test_it_shows_the_models_suggestion_on_unlabeled_images(client_for, trained, viewer):
+@pytest.fixture
+def suggested(trained, django_capture_on_commit_callbacks):
+    """`trained` once a worker has worked out the serving version's suggestions."""
+    from webui.serving import suggestions
+
+    project, _unlabeled = trained
+    with django_capture_on_commit_callbacks(execute=False):
+        job = suggestions.request_refresh(project.serving_version)
+    suggestions.run_refresh(job.pk)
+    return trained
+
+
+def test_a_page_queues_the_suggestions_a_worker_works_out(
+    client_for, trained, viewer, django_capture_on_commit_callbacks
+):
+    from webui.serving.suggestions import run_refresh
+
     project, unlabeled = trained
+    c = client_for(viewer)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        page = c.get(reverse("projects:label", args=[project.pk]), {"show": "unlabeled"})
+    job = page.context["refresh"]
+    assert job.status == "queued" and len(queued) == 1  # the request only asks
+    assert all(t.suggestion is None for t in page.context["tiles"])
+    assert reverse("projects:suggestion-refresh", args=[project.pk, job.pk]) in page.content.decode()
+    again = c.get(reverse("projects:label", args=[project.pk]))
+    assert again.context["refresh"].pk == job.pk  # one refresh per version at a time
+    run_refresh(job.pk)
+    status = c.get(reverse("projects:suggestion-refresh", args=[project.pk, job.pk])).json()
+    assert status["status"] == "succeeded" and status["message"] == "3 pictures looked at"
+    page = c.get(reverse("projects:label", args=[project.pk]), {"show": "unlabeled"})
+    assert page.context["refresh"] is None
+    assert [t.suggestion["label"] for t in sorted(page.context["tiles"], key=lambda t: t.pk)] == [
+        "red",
+        "red",
+        "blue",
+    ]
+
+
+def test_it_shows_the_models_suggestion_on_unlabeled_images(client_for, suggested, viewer):
+    project, unlabeled = suggested
     page = client_for(viewer).get(reverse("projects:label", args=[project.pk]), {"show": "unlabeled"})
     tiles = {t.pk: t for t in page.context["tiles"]}
     assert set(tiles) == {i.pk for i in unlabeled}
@@ -38,8 +74,8 @@ def test_it_shows_the_models_suggestion_on_unlabeled_images(client_for, trained,
     assert "red? " in page.content.decode()
 
 
-def test_it_accepts_suggestions_above_the_threshold(client_for, trained, editor):
-    project, unlabeled = trained
+def test_it_accepts_suggestions_above_the_threshold(client_for, suggested, editor):
+    project, unlabeled = suggested
     response = client_for(editor).post(
         reverse("projects:accept-suggestions", args=[project.pk]), {"threshold": 50}, follow=True
     )
@@ -48,25 +84,38 @@ def test_it_accepts_suggestions_above_the_threshold(client_for, trained, editor)
     assert [labels[i.pk] for i in unlabeled] == ["red", "red", "blue"]
 
 
-def test_it_caps_how_many_suggestions_one_click_accepts(trained):
-    from webui.projects.services import accept_suggestions
+def test_it_caps_how_many_suggestions_one_click_accepts(suggested):
+    from webui.serving.suggestions import accept
 
-    project, _unlabeled = trained
-    done = accept_suggestions(project, project.serving_version, 0.5, limit=2)
-    assert (done.labelled, done.considered, done.remaining) == (2, 2, 1)
+    project, _unlabeled = suggested
+    done = accept(project, project.serving_version, 0.5, limit=2)
+    assert (done.labelled, done.considered, done.remaining, done.pending) == (2, 2, 1, 0)
     assert project.images.filter(label__isnull=True).count() == 1
 
 
-def test_it_accepts_nothing_below_the_threshold(trained):
-    from webui.projects.services import accept_suggestions
+def test_it_accepts_only_what_has_a_suggestion_and_queues_the_rest(
+    client_for, trained, editor, django_capture_on_commit_callbacks
+):
+    project, unlabeled = trained
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client_for(editor).post(
+            reverse("projects:accept-suggestions", args=[project.pk]), {"threshold": 50}, follow=True
+        )
+    assert "Labelled 0 of 3" in response.content.decode()
+    assert "3 have no suggestion yet" in response.content.decode()
+    assert project.suggestion_refreshes.filter(status="queued").count() == 1
 
-    project, _unlabeled = trained
-    done = accept_suggestions(project, project.serving_version, 1.01)
+
+def test_it_accepts_nothing_below_the_threshold(suggested):
+    from webui.serving.suggestions import accept
+
+    project, _unlabeled = suggested
+    done = accept(project, project.serving_version, 1.01)
     assert done.labelled == 0 and project.images.filter(label__isnull=True).count() == 3
 
 
-def test_it_lists_the_models_guesses_surest_first(client_for, trained, viewer):
-    project, unlabeled = trained
+def test_it_lists_the_models_guesses_surest_first(client_for, suggested, viewer):
+    project, unlabeled = suggested
     page = client_for(viewer).get(reverse("projects:label", args=[project.pk]), {"show": "suggested"})
     tiles = page.context["tiles"]
     assert {t.pk for t in tiles} == {i.pk for i in unlabeled}  # unlabeled only, every guess known here

@@ -87,10 +87,11 @@ def post_urls(project, number=1, run_id=1, image_id=1):
 
 @pytest.fixture
 def run(labelled):
-    from webui.training.models import RunStatus, TrainingRun
+    from webui.jobs.models import JobStatus
+    from webui.training.models import TrainingRun
 
     return TrainingRun.objects.create(
-        project=labelled, status=RunStatus.RUNNING, progress=0.49, message="extracting 120/245"
+        project=labelled, status=JobStatus.RUNNING, progress=0.49, message="extracting 120/245"
     )
 
 
@@ -195,10 +196,11 @@ def test_it_reports_progress_in_the_polled_partial(client_for, run, viewer):
 
 
 def test_it_stops_polling_and_links_the_results_when_done(client_for, version, viewer):
-    from webui.training.models import ModelVersion, RunStatus, TrainingRun
+    from webui.jobs.models import JobStatus
+    from webui.training.models import ModelVersion, TrainingRun
 
     run = TrainingRun.objects.create(
-        project=version.project, status=RunStatus.SUCCEEDED, progress=1.0, message="done: v1"
+        project=version.project, status=JobStatus.SUCCEEDED, progress=1.0, message="done: v1"
     )
     ModelVersion.objects.filter(pk=version.pk).update(run=run)
     body = (
@@ -213,22 +215,24 @@ def test_it_stops_polling_and_links_the_results_when_done(client_for, version, v
 
 
 def test_it_shows_a_failed_runs_reason(client_for, labelled, owner):
-    from webui.training.models import RunStatus, TrainingRun
+    from webui.jobs.models import JobStatus
+    from webui.training.models import TrainingRun
 
-    TrainingRun.objects.create(project=labelled, status=RunStatus.FAILED, error="each label needs 2 images")
+    TrainingRun.objects.create(project=labelled, status=JobStatus.FAILED, error="each label needs 2 images")
     body = client_for(owner).get(reverse("training:train", args=[labelled.pk])).content.decode()
     assert "each label needs 2 images" in body
 
 
 def test_it_cancels_a_run(client_for, labelled, editor):
-    from webui.training.models import RunStatus, TrainingRun
+    from webui.jobs.models import JobStatus
+    from webui.training.models import TrainingRun
 
     queued = TrainingRun.objects.create(project=labelled)
     c = client_for(editor)
     response = c.post(reverse("training:cancel", args=[labelled.pk, queued.pk]), follow=True)
     queued.refresh_from_db()
-    assert queued.status == RunStatus.CANCELLED and "Cancelled." in response.content.decode()
-    running = TrainingRun.objects.create(project=labelled, status=RunStatus.RUNNING)
+    assert queued.status == JobStatus.CANCELLED and "Cancelled." in response.content.decode()
+    running = TrainingRun.objects.create(project=labelled, status=JobStatus.RUNNING)
     c.post(reverse("training:cancel", args=[labelled.pk, running.pk]))
     running.refresh_from_db()
     assert running.cancel_requested

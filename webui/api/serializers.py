@@ -379,6 +379,7 @@ class BatchSerializer(serializers.Serializer):
     scope = serializers.CharField()
     status = serializers.CharField()
     progress = serializers.FloatField()
+    message = serializers.CharField()
     results = BatchResultSerializer(many=True)
     error = serializers.CharField()
     created = serializers.DateTimeField()

@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
 
+from webui.jobs.models import Job
+
 
 class Role(models.TextChoices):
     """What a member may do: owners manage members and delete, editors change data, viewers read."""
@@ -168,3 +170,41 @@ class Image(models.Model):
         if self.split == SplitHint.TRAIN:
             return False
         return int(self.sha256[:8], 16) % 5 == 0
+
+
+class ZipImport(Job):
+    """A zip archive of pictures being imported by a worker: the request stores the archive (checked
+    from its central directory first), the worker ingests its entries one by one."""
+
+    noun = "zip import"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="zip_imports")
+    archive = models.CharField(max_length=255, help_text="Storage name of the archive until it is imported.")
+    name = models.CharField(max_length=255, help_text="The archive's file name as uploaded.")
+    size = models.PositiveBigIntegerField(default=0)
+    entries = models.PositiveIntegerField(default=0, help_text="Image candidates in the archive.")
+    # How far the import got, saved as it goes so a worker taking over continues where it stopped.
+    processed = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(
+        default=0, help_text="Folders and system files (.DS_Store, __MACOSX/)."
+    )
+    rejected = models.JSONField(default=list, blank=True)  # [{name, error}]
+    labels = models.JSONField(default=list, blank=True)  # label names the folders gave
+
+    def __str__(self) -> str:
+        return f"Import of {self.name} into {self.project} ({self.status})"
+
+    def as_status(self) -> dict:
+        return {
+            **super().as_status(),
+            "name": self.name,
+            "entries": self.entries,
+            "processed": self.processed,
+            "created": self.created_count,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "labels": self.labels,
+            "skipped": self.skipped,
+        }

@@ -9,11 +9,8 @@ import hashlib
 import io
 import logging
 import os
-import re
-import stat
 import uuid
-import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -95,7 +92,7 @@ def ingest_image(project: Project, user, uploaded, *, label: Label | None = None
     if existing:
         return Ingested(existing, False)
 
-    original = _printable_name(getattr(uploaded, "name", "") or "")
+    original = printable_name(getattr(uploaded, "name", "") or "")
     image = Image(
         project=project,
         original_name=original,
@@ -123,7 +120,7 @@ def ingest_image(project: Project, user, uploaded, *, label: Label | None = None
     return Ingested(image, True)
 
 
-def _printable_name(name: str) -> str:
+def printable_name(name: str) -> str:
     """Keep the uploaded name as text only: no control characters, bounded length."""
     cleaned = "".join(ch for ch in name if ch.isprintable())
     return cleaned[-255:]
@@ -166,6 +163,7 @@ def delete_project(project: Project) -> None:
     files = list(project.images.values_list("file", flat=True))
     for version in project.versions.all():
         files.extend(version.artifact_files())
+    files.extend(project.zip_imports.values_list("archive", flat=True))  # imports not finished yet
     with transaction.atomic():
         # The serving pointer PROTECTs its version; release it so the cascade can remove versions.
         Project.objects.filter(pk=project.pk).update(serving_version=None)
@@ -181,155 +179,6 @@ def _remove_files(names: list[str]) -> None:
             default_storage.delete(name)
         except OSError:
             log.warning("could not remove %s of a deleted project", name, exc_info=True)
-
-
-# --- zip import -----------------------------------------------------------------------------------
-
-IGNORED_ZIP_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
-
-
-class ZipRejected(Exception):
-    """The archive as a whole is refused before anything in it is extracted; the message says why."""
-
-
-@dataclass
-class ZipEntry:
-    info: zipfile.ZipInfo
-    name: str  # the entry's file name, without folders
-    label: str | None  # the first folder (after a shared wrapper folder), or None at the top
-
-
-@dataclass
-class ZipImport:
-    created: int = 0
-    duplicates: int = 0
-    rejected: list[dict] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    skipped: int = 0  # folders and system files (.DS_Store, __MACOSX/)
-
-
-def zip_limits() -> dict[str, float]:
-    """The caps a bulk import must stay under (RELIABILITY row 7), from settings with defaults."""
-    return {
-        "max_zip_mb": float(getattr(settings, "PINHOLE_MAX_ZIP_MB", 200)),
-        "max_uncompressed_mb": float(getattr(settings, "PINHOLE_ZIP_MAX_UNCOMPRESSED_MB", 200)),
-        "max_entries": int(getattr(settings, "PINHOLE_ZIP_MAX_ENTRIES", 2000)),
-        "max_ratio": float(getattr(settings, "PINHOLE_ZIP_MAX_RATIO", 50)),
-        "max_entry_mb": float(settings.PINHOLE_MAX_IMAGE_MB),
-    }
-
-
-def _unsafe_zip_path(name: str) -> bool:
-    if not name or "\x00" in name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        return True
-    return any(part == ".." for part in re.split(r"[\\/]+", name))
-
-
-def check_zip(archive: zipfile.ZipFile) -> list[ZipEntry]:
-    """Validate an archive from its central directory alone, before a single byte is decompressed.
-
-    Refuses the whole archive for: too many entries, an entry or a total over the size caps, a
-    compression ratio only a zip bomb has, a path that escapes (`../`, absolute, drive letters), a
-    symbolic link, or encryption.
-
-    Returns:
-        The image candidates, each with the label its folder gives it.
-    """
-    limits = zip_limits()
-    infos = archive.infolist()
-    if len(infos) > limits["max_entries"]:
-        raise ZipRejected(
-            f"the archive has {len(infos)} entries; at most {limits['max_entries']} are allowed"
-        )
-    max_entry = limits["max_entry_mb"] * 1024 * 1024
-    max_total = limits["max_uncompressed_mb"] * 1024 * 1024
-    total = 0
-    candidates: list[tuple[zipfile.ZipInfo, list[str]]] = []
-    for info in infos:
-        shown = _printable_name(info.filename)[:80]
-        if _unsafe_zip_path(info.filename):
-            raise ZipRejected(f"the archive contains an unsafe path ({shown!r}); nothing was imported")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise ZipRejected(f"the archive contains a symbolic link ({shown!r}); nothing was imported")
-        if info.flag_bits & 0x1:
-            raise ZipRejected("the archive is encrypted; zip it again without a password")
-        if info.is_dir():
-            continue
-        if info.file_size > max_entry:
-            raise ZipRejected(
-                f"{shown!r} would unpack to {info.file_size / 1e6:.0f} MB; "
-                f"images can be at most {limits['max_entry_mb']:.0f} MB"
-            )
-        # Tiny entries may compress well for innocent reasons; only large ones can be bombs.
-        if info.file_size > 1024 * 1024 and info.file_size > limits["max_ratio"] * max(info.compress_size, 1):
-            raise ZipRejected(
-                f"{shown!r} is compressed {info.file_size / max(info.compress_size, 1):.0f} times; "
-                "photos do not compress like that (is it a zip bomb?)"
-            )
-        total += info.file_size
-        if total > max_total:
-            raise ZipRejected(
-                f"the archive would unpack to more than {limits['max_uncompressed_mb']:.0f} MB; "
-                "split it into smaller archives or upload the folders instead"
-            )
-        parts = [p for p in re.split(r"[\\/]+", info.filename) if p]
-        if any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in IGNORED_ZIP_NAMES:
-            continue
-        candidates.append((info, parts))
-    # A zipped folder ("photos/ants/1.jpg", "photos/bees/2.jpg"): its name is a wrapper, not a label.
-    tops = {tuple(parts[:1]) for _info, parts in candidates}
-    if len(tops) == 1 and candidates and all(len(parts) >= 3 for _info, parts in candidates):
-        candidates = [(info, parts[1:]) for info, parts in candidates]
-    return [
-        ZipEntry(info, parts[-1], parts[0].strip()[:100] if len(parts) >= 2 else None)
-        for info, parts in candidates
-    ]
-
-
-def import_zip(project: Project, user, fileobj) -> ZipImport:
-    """Import a zip whose first-level folder names become labels; each image goes through ingest_image.
-
-    Raises:
-        ZipRejected: not a zip, or it fails `check_zip` (nothing is imported then).
-    """
-    limit = zip_limits()["max_zip_mb"] * 1024 * 1024
-    if (getattr(fileobj, "size", 0) or 0) > limit:
-        raise ZipRejected(f"the archive is larger than {limit / 1024 / 1024:.0f} MB")
-    try:
-        archive = zipfile.ZipFile(fileobj)
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise ZipRejected("this is not a zip archive (or it is damaged)") from None
-    result = ZipImport()
-    with archive:
-        entries = check_zip(archive)
-        result.skipped = sum(1 for info in archive.infolist() if not info.is_dir()) - len(entries)
-        labels: dict[str, Label] = {}
-        max_entry = int(settings.PINHOLE_MAX_IMAGE_MB * 1024 * 1024)
-        for entry in entries:
-            label = None
-            if entry.label:
-                if entry.label.lower() not in labels:
-                    labels[entry.label.lower()] = get_or_create_label(project, entry.label)
-                label = labels[entry.label.lower()]
-            try:
-                with archive.open(entry.info) as handle:
-                    # The declared size was checked; never read past it even if the header lies.
-                    data = handle.read(max_entry + 1)
-                ingested = ingest_image(project, user, ContentFile(data, name=entry.name), label=label)
-            except UploadRejected as exc:
-                result.rejected.append({"name": _printable_name(entry.info.filename), "error": str(exc)})
-                continue
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
-                result.rejected.append(
-                    {"name": _printable_name(entry.info.filename), "error": f"damaged in the archive ({exc})"}
-                )
-                continue
-            if ingested.created:
-                result.created += 1
-            else:
-                result.duplicates += 1
-        result.labels = sorted({label.name for label in labels.values()})
-    return result
 
 
 # --- derivatives (what the browser is shown) -----------------------------------------------------
@@ -365,109 +214,6 @@ def derivative(image: Image, kind: str) -> bytes:
     except OSError:
         log.warning("could not cache the %s of image %s", kind, image.pk, exc_info=True)
     return encoded
-
-
-# --- model suggestions ----------------------------------------------------------------------------
-
-SUGGESTION_BATCH = 32
-
-
-def _suggestion_key(version_id: int, sha256: str) -> str:
-    return f"pinhole:suggest:{version_id}:{sha256}"
-
-
-def suggestions(version, images) -> dict[int, dict]:
-    """The version's best label for each image: {image id: {label, probability, unknown}}.
-
-    Cached per (version, content hash) in the Django cache; images that cannot be predicted are left
-    out. An artifact that cannot be loaded gives no suggestions (logged), never an error page.
-    """
-    from django.core.cache import cache
-
-    from webui.serving.services import predictor_for
-
-    images = list(images)
-    found = cache.get_many([_suggestion_key(version.pk, image.sha256) for image in images])
-    result: dict[int, dict] = {}
-    missing = []
-    for image in images:
-        cached = found.get(_suggestion_key(version.pk, image.sha256))
-        if cached is not None:
-            result[image.pk] = cached
-        else:
-            missing.append(image)
-    if not missing:
-        return result
-    try:
-        predictor = predictor_for(version)
-    except Exception:
-        log.warning("no suggestions: version %s cannot be loaded", version.pk, exc_info=True)
-        return result
-    fresh: dict[str, dict] = {}
-    for start in range(0, len(missing), SUGGESTION_BATCH):
-        batch = missing[start : start + SUGGESTION_BATCH]
-        readable, datas = [], []
-        for image in batch:
-            try:
-                with default_storage.open(image.file.name, "rb") as handle:
-                    datas.append(handle.read())
-                readable.append(image)
-            except OSError:
-                continue
-        try:
-            predictions = predictor.predict(datas, top_k=1)
-        except ImageError:
-            predictions = []
-            for data in datas:  # one bad image must not hide the others' suggestions
-                try:
-                    predictions.extend(predictor.predict([data], top_k=1))
-                except ImageError:
-                    predictions.append(None)
-        for image, prediction in zip(readable, predictions, strict=True):
-            if prediction is None:
-                continue
-            value = {
-                "label": prediction.label,
-                "probability": round(float(prediction.probability), 4),
-                "unknown": bool(prediction.unknown),
-            }
-            result[image.pk] = value
-            fresh[_suggestion_key(version.pk, image.sha256)] = value
-    cache.set_many(fresh, timeout=7 * 24 * 3600)
-    return result
-
-
-@dataclass
-class Accepted:
-    labelled: int
-    considered: int
-    remaining: int  # unlabeled images not looked at because of the per-click cap
-
-
-def accept_suggestions(project: Project, version, threshold: float, *, limit: int = 500) -> Accepted:
-    """Label up to `limit` unlabeled images with the model's suggestion where it is at least `threshold`.
-
-    Images the model finds unlike anything it was trained on are never labelled this way.
-    """
-    unlabeled = project.images.filter(label__isnull=True).order_by("-created", "-id")
-    total = unlabeled.count()
-    chosen = list(unlabeled[:limit])
-    labels = {label.name: label for label in project.labels.all()}
-    by_label: dict[str, list[int]] = {}
-    for image_id, suggestion in suggestions(version, chosen).items():
-        if (
-            suggestion["unknown"]
-            or suggestion["probability"] < threshold
-            or suggestion["label"] not in labels
-        ):
-            continue
-        by_label.setdefault(suggestion["label"], []).append(image_id)
-    labelled = 0
-    with transaction.atomic():
-        for name, ids in by_label.items():
-            # label__isnull again: someone may have labelled one by hand meanwhile; theirs wins.
-            labelled += set_label(project.images.filter(pk__in=ids, label__isnull=True), labels[name])
-    return Accepted(labelled, len(chosen), max(0, total - len(chosen)))
 
 
 # --- data health ----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ on anything that changes data; the templates hide the controls viewers cannot us
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -15,13 +16,15 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, HttpResponse, HttpResponseNotModified, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from classifier.errors import ClassifierError
-from webui.projects import services
+from webui.jobs.models import InvalidTransition
+from webui.projects import imports, services
 from webui.projects.access import get_in_project_for_user, get_project_for_user, projects_for
 from webui.projects.forms import (
     AcceptSuggestionsForm,
@@ -30,7 +33,9 @@ from webui.projects.forms import (
     ProjectForm,
     ProjectSettingsForm,
 )
-from webui.projects.models import LABEL_COLOURS, Image, Label, Role
+from webui.projects.models import LABEL_COLOURS, Image, Label, Role, ZipImport
+from webui.serving import suggestions
+from webui.serving.models import SuggestionRefresh
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +178,7 @@ def member_remove(request, project_id, membership_id):
 @login_required
 def upload(request, project_id):
     project = get_project_for_user(request.user, project_id)
-    limits = services.zip_limits()
+    limits = imports.zip_limits()
     context = {
         "project": project,
         "can_edit": project.can_edit(request.user),
@@ -182,6 +187,8 @@ def upload(request, project_id):
         "max_files": settings.PINHOLE_MAX_FILES_PER_REQUEST,
         "max_image_mb": settings.PINHOLE_MAX_IMAGE_MB,
         "zip_limits": limits,
+        # Imports of the last day, so a reload (or a browser without JavaScript) sees how they went.
+        "recent_imports": project.zip_imports.filter(created__gte=timezone.now() - timedelta(days=1))[:5],
         "tab": "upload",
     }
     return render(request, "projects/upload.html", context)
@@ -190,35 +197,74 @@ def upload(request, project_id):
 @login_required
 @require_POST
 def upload_zip(request, project_id):
+    """Check and store an archive, then import it in the background (a ZipImport job)."""
     project = get_project_for_user(request.user, project_id, write=True)
     archive = request.FILES.get("archive")
     if archive is None:
         error = "choose a .zip file to import"
     else:
         try:
-            result = services.import_zip(project, request.user, archive)
-        except services.ZipRejected as exc:
+            job = imports.start_zip_import(project, request.user, archive)
+        except imports.ZipRejected as exc:
             error = str(exc)
         else:
-            body = {
-                "created": result.created,
-                "duplicates": result.duplicates,
-                "rejected": result.rejected,
-                "labels": result.labels,
-                "skipped": result.skipped,
-            }
             if _wants_json(request):
-                return JsonResponse(body, status=201 if result.created else 200)
+                return JsonResponse(_import_status(project, job), status=202)
             messages.success(
                 request,
-                f"Imported {result.created} image{'s' if result.created != 1 else ''}"
-                f" ({result.duplicates} already in the project, {len(result.rejected)} refused).",
+                f"{job.name} is being imported in the background ({job.entries} pictures); "
+                "this page shows how far it got.",
             )
             return redirect("projects:upload", project.pk)
     if _wants_json(request):
         return JsonResponse({"error": error}, status=400)
     messages.error(request, f"Zip not imported: {error}")
     return redirect("projects:upload", project.pk)
+
+
+def _import_status(project, job) -> dict:
+    return {
+        **job.as_status(),
+        "status_url": reverse("projects:zip-import", args=[project.pk, job.pk]),
+        "cancel_url": reverse("projects:zip-import-cancel", args=[project.pk, job.pk]),
+    }
+
+
+@login_required
+@require_GET
+def zip_import(request, project_id, job_id):
+    """How far a zip import got, for the upload page to poll."""
+    project = get_project_for_user(request.user, project_id)
+    job = get_object_or_404(ZipImport, project=project, pk=job_id)
+    return JsonResponse(_import_status(project, job))
+
+
+@login_required
+@require_POST
+def zip_import_cancel(request, project_id, job_id):
+    """Stop an import: the pictures imported so far stay."""
+    project = get_project_for_user(request.user, project_id, write=True)
+    job = get_object_or_404(ZipImport, project=project, pk=job_id)
+    try:
+        job = imports.cancel_import(job)
+    except InvalidTransition as exc:
+        if _wants_json(request):
+            return JsonResponse({"error": str(exc)}, status=409)
+        messages.error(request, f"Not cancelled: {exc}.")
+    else:
+        if _wants_json(request):
+            return JsonResponse(_import_status(project, job))
+        messages.success(request, f"The import of {job.name} stops; the pictures imported so far stay.")
+    return redirect("projects:upload", project.pk)
+
+
+@login_required
+@require_GET
+def suggestion_refresh(request, project_id, job_id):
+    """How far the serving version got in suggesting labels, for the label page to poll."""
+    project = get_project_for_user(request.user, project_id)
+    job = get_object_or_404(SuggestionRefresh, project=project, pk=job_id)
+    return JsonResponse(job.as_status())
 
 
 # --- label ----------------------------------------------------------------------------------------
@@ -246,7 +292,7 @@ def label(request, project_id):
         # The model's guesses for the most recent unlabeled images, surest first: the ones to check and
         # accept quickly. Guesses are cached per version and image, so only new images cost a prediction.
         unlabeled = list(images.filter(label__isnull=True)[:ACCEPT_LIMIT]) if version else []
-        suggested = services.suggestions(version, unlabeled) if version else {}
+        suggested = suggestions.stored(version, unlabeled) if version else {}
         suggested = {pk: s for pk, s in suggested.items() if not s["unknown"]}
         images = sorted(
             (i for i in unlabeled if i.pk in suggested), key=lambda i: -suggested[i.pk]["probability"]
@@ -274,7 +320,7 @@ def label(request, project_id):
                 for i in tiles
             }
         else:
-            suggested = services.suggestions(version, [i for i in tiles if i.label_id is None])
+            suggested = suggestions.stored(version, [i for i in tiles if i.label_id is None])
     by_name = {lab.name: lab for lab in labels}
     for tile in tiles:
         tile.suggestion = suggested.get(tile.pk)
@@ -283,6 +329,8 @@ def label(request, project_id):
             tile.suggestion["percent"] = round(100 * float(tile.suggestion["probability"]))
 
     counts = project.images.aggregate(total=Count("id"), unlabeled=Count("id", filter=Q(label__isnull=True)))
+    # Suggestions are worked out by a worker: ask for the pictures that have none yet.
+    refresh = suggestions.request_refresh(version, request.user) if version and counts["unlabeled"] else None
     query = {"show": show}
     if current_label:
         query["label"] = current_label.pk
@@ -300,6 +348,7 @@ def label(request, project_id):
         "query": "&".join(f"{k}={v}" for k, v in query.items()),
         "accept_form": AcceptSuggestionsForm(),
         "accept_limit": ACCEPT_LIMIT,
+        "refresh": refresh,
         "labels_json": [{"id": lab.pk, "name": lab.name, "colour": lab.colour} for lab in labels],
         "next_colour": LABEL_COLOURS[len(labels) % len(LABEL_COLOURS)],
         "tab": "label",
@@ -354,11 +403,13 @@ def accept_suggestions(request, project_id):
         messages.error(request, "Choose a confidence between 50 and 100 %.")
     else:
         threshold = form.cleaned_data["threshold"]
-        done = services.accept_suggestions(project, version, threshold / 100, limit=ACCEPT_LIMIT)
+        done = suggestions.accept(project, version, threshold / 100, limit=ACCEPT_LIMIT, user=request.user)
         text = (
             f"Labelled {done.labelled} of {done.considered} unlabeled image"
             f"{'s' if done.considered != 1 else ''} where v{version.number} was at least {threshold} % sure."
         )
+        if done.pending:
+            text += f" {done.pending} have no suggestion yet (v{version.number} is still looking at them)."
         if done.remaining:
             text += f" {done.remaining} more were not looked at ({ACCEPT_LIMIT} per click): click again."
         messages.success(request, text)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from django.core.files.storage import default_storage
 from django.db import transaction
-from django.utils import timezone
 
-from classifier.errors import ClassifierError
-from webui.serving.models import BatchPrediction, BatchStatus
-from webui.serving.services import predictor_for, resolve_version
+from classifier.errors import Cancelled
+from webui.jobs import lifecycle
+from webui.jobs.models import JobStatus
+from webui.serving.models import BatchPrediction
+from webui.serving.services import predict_stored, resolve_version
 
 log = logging.getLogger(__name__)
 _CHUNK = 32
@@ -25,6 +25,7 @@ def start_batch(project, user, *, scope: str = "unlabeled", version_id: int | No
             version=version,
             scope=scope,
             created_by=user if getattr(user, "is_authenticated", False) else None,
+            message="queued",
         )
         transaction.on_commit(lambda: _enqueue(batch.pk))
     return batch
@@ -33,70 +34,47 @@ def start_batch(project, user, *, scope: str = "unlabeled", version_id: int | No
 def _enqueue(batch_id: int) -> None:
     from webui.serving.tasks import predict_batch
 
-    try:
-        predict_batch.delay(batch_id)
-    except Exception as exc:  # the broker is unreachable: say so instead of staying queued forever
-        log.exception("could not enqueue batch %s", batch_id)
-        BatchPrediction.objects.filter(pk=batch_id, status=BatchStatus.QUEUED).update(
-            status=BatchStatus.FAILED, error=f"the task queue could not be reached ({type(exc).__name__})"
-        )
+    lifecycle.enqueue(BatchPrediction, batch_id, predict_batch)
+
+
+def recover_stale_batches() -> list[int]:
+    """Queue again the batches whose message was lost (lifecycle.recover_stale)."""
+    from webui.serving.tasks import predict_batch
+
+    return lifecycle.recover_stale(BatchPrediction, predict_batch)
 
 
 def run_batch(batch_id: int) -> None:
-    """Claim a queued batch (one conditional UPDATE) and predict its images chunk by chunk."""
-    if not BatchPrediction.objects.filter(pk=batch_id, status=BatchStatus.QUEUED).update(
-        status=BatchStatus.RUNNING
-    ):
+    """Claim a batch and predict its images chunk by chunk; a worker that takes over a batch whose
+    worker died starts it again from the first image.
+
+    Raises:
+        lifecycle.NotClaimable: another live worker is predicting this batch.
+    """
+    batch = lifecycle.claim(BatchPrediction, batch_id)
+    if batch is None:
         return  # gone, finished, or claimed by another delivery
-    batch = BatchPrediction.objects.select_related("version", "project").get(pk=batch_id)
+    batch = BatchPrediction.objects.select_related("version", "project").get(pk=batch.pk)
     images = batch.project.images.order_by("pk")
     if batch.scope == BatchPrediction.Scope.UNLABELED:
         images = images.filter(label__isnull=True)
-    images = list(images.values_list("pk", "file"))
+    images = list(images)
+    results: list[dict] = []
     try:
-        predictor = predictor_for(batch.version)
-        results = []
-        for start in range(0, len(images), _CHUNK):
-            results.extend(_predict_chunk(predictor, images[start : start + _CHUNK]))
-            BatchPrediction.objects.filter(pk=batch_id).update(
-                progress=min(1.0, (start + _CHUNK) / len(images))
-            )
+        with lifecycle.Heartbeat(batch):
+            for start in range(0, len(images), _CHUNK):
+                chunk = images[start : start + _CHUNK]
+                for image, answer in zip(chunk, predict_stored(batch.version, chunk), strict=True):
+                    results.append({"image_id": image.pk, **answer})
+                done = min(len(images), start + _CHUNK)
+                lifecycle.report(batch, done / len(images), f"{done} of {len(images)} pictures")
+    except Cancelled:
+        lifecycle.finish(batch, JobStatus.CANCELLED, message="cancelled")
+        return
     except Exception as exc:
         log.exception("batch %s failed", batch_id)
-        BatchPrediction.objects.filter(pk=batch_id).update(
-            status=BatchStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
-        )
+        lifecycle.finish(batch, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return
-    BatchPrediction.objects.filter(pk=batch_id).update(
-        status=BatchStatus.SUCCEEDED, progress=1.0, results=results, finished_at=timezone.now()
+    lifecycle.finish(
+        batch, JobStatus.SUCCEEDED, message=f"{len(images)} pictures", progress=1.0, results=results
     )
-
-
-def _predict_chunk(predictor, images: list[tuple[int, str]]) -> list[dict]:
-    data = []
-    for _pk, name in images:
-        with default_storage.open(name, "rb") as handle:
-            data.append(handle.read())
-    try:
-        predictions = predictor.predict(data, top_k=1)
-    except ClassifierError:
-        # One unreadable image fails the batch call; retry one by one to isolate it.
-        return [_predict_one(predictor, pk, blob) for (pk, _name), blob in zip(images, data, strict=True)]
-    return [_row(pk, p) for (pk, _name), p in zip(images, predictions, strict=True)]
-
-
-def _predict_one(predictor, pk: int, blob: bytes) -> dict:
-    try:
-        [prediction] = predictor.predict([blob], top_k=1)
-    except ClassifierError as exc:
-        return {"image_id": pk, "error": str(exc)}
-    return _row(pk, prediction)
-
-
-def _row(pk: int, prediction) -> dict:
-    return {
-        "image_id": pk,
-        "label": prediction.label,
-        "probability": round(float(prediction.probability), 6),
-        "unknown": bool(prediction.unknown),
-    }

@@ -1,4 +1,4 @@
-"""Public share links for a project's prediction page."""
+"""Share links, batch predictions, and the suggestions a version makes for unlabeled pictures."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from webui.jobs.models import Job
 from webui.projects.models import Project
 
 
@@ -94,21 +95,10 @@ class ShareLink(models.Model):
         self.save(update_fields=["enabled", "revoked_at"])
 
 
-class BatchStatus(models.TextChoices):
-    """Life of a batch prediction.
-
-    Allowed transitions: QUEUED -> RUNNING (a worker claimed it) -> SUCCEEDED or FAILED;
-    QUEUED -> FAILED (the queue could not be reached). SUCCEEDED and FAILED are final.
-    """
-
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-
-
-class BatchPrediction(models.Model):
+class BatchPrediction(Job):
     """Predictions for many of a project's images at once, made by a worker so no request waits on them."""
+
+    noun = "batch prediction"
 
     class Scope(models.TextChoices):
         UNLABELED = "unlabeled", "Unlabeled images"
@@ -117,19 +107,43 @@ class BatchPrediction(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="batch_predictions")
     version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.UNLABELED)
-    status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.QUEUED)
-    progress = models.FloatField(default=0.0)
     # [{image_id, label, probability, unknown}] or [{image_id, error}] for an image that cannot be read.
     results = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    created = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created"]
 
     def __str__(self) -> str:
         return f"Batch {self.pk} of {self.project} ({self.status})"
+
+
+class Suggestion(models.Model):
+    """A version's best label for one picture (by content hash), worked out by a SuggestionRefresh.
+
+    A picture that could not be read gets a row with `readable` false, so it is not tried again.
+    """
+
+    version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="suggestions")
+    sha256 = models.CharField(max_length=64)
+    label = models.CharField(max_length=100, blank=True)
+    probability = models.FloatField(default=0.0)
+    unknown = models.BooleanField(default=False)
+    readable = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "sha256"], name="unique_suggestion")]
+
+    def __str__(self) -> str:
+        return f"{self.version}: {self.sha256[:12]} -> {self.label}"
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "probability": self.probability, "unknown": self.unknown}
+
+
+class SuggestionRefresh(Job):
+    """A worker working out the serving version's suggestions for a project's unlabeled pictures."""
+
+    noun = "suggestion refresh"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="suggestion_refreshes")
+    version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
+
+    def __str__(self) -> str:
+        return f"Suggestions of {self.version} ({self.status})"

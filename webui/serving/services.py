@@ -124,3 +124,49 @@ def predict(project, data: bytes, *, version_id: int | None = None, top_k: int =
         "model_version": version.number,
         "model_version_id": version.pk,
     }
+
+
+def predict_stored(version: ModelVersion, images) -> list[dict]:
+    """The version's best label for each of a project's stored images, in the order given.
+
+    Batch predictions and suggestions both answer this way: each answer is {label, probability, unknown},
+    or {error} for a picture that cannot be read (one bad picture never hides the others' answers).
+
+    Raises:
+        ArtifactBroken: the version cannot be loaded.
+    """
+    from django.core.files.storage import default_storage
+
+    predictor = predictor_for(version)
+    answers: list[dict | None] = [None] * len(images)
+    blobs: dict[int, bytes] = {}
+    for index, image in enumerate(images):
+        try:
+            with default_storage.open(image.file.name, "rb") as handle:
+                blobs[index] = handle.read()
+        except OSError:
+            answers[index] = {"error": "the stored picture could not be read (deleted meanwhile?)"}
+    order = list(blobs)
+    try:
+        predictions = predictor.predict([blobs[i] for i in order], top_k=1) if order else []
+    except ImageError:
+        predictions = [_predict_one(predictor, blobs[i]) for i in order]  # isolate the bad one
+    for index, prediction in zip(order, predictions, strict=True):
+        answers[index] = prediction if isinstance(prediction, dict) else _answer(prediction)
+    return answers
+
+
+def _predict_one(predictor, blob: bytes):
+    try:
+        [prediction] = predictor.predict([blob], top_k=1)
+    except ImageError as exc:
+        return {"error": str(exc)}
+    return prediction
+
+
+def _answer(prediction) -> dict:
+    return {
+        "label": prediction.label,
+        "probability": round(float(prediction.probability), 6),
+        "unknown": bool(prediction.unknown),
+    }

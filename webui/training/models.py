@@ -9,67 +9,23 @@ from django.core.files.storage import default_storage
 from django.db import models, transaction
 from django.utils import timezone
 
+from webui.jobs.models import Job, JobStatus
 from webui.projects.models import Project
 
 log = logging.getLogger(__name__)
 
 
-class InvalidTransition(Exception):
-    """A run was asked to move to a state its current state does not allow."""
-
-
-class RunStatus(models.TextChoices):
-    """Life of a training run.
-
-    Allowed transitions:
-        QUEUED    -> RUNNING (a worker claimed it), CANCELLED, FAILED (never claimable)
-        RUNNING   -> SUCCEEDED, FAILED, CANCELLED,
-                     QUEUED (its worker died; the redelivered task may claim it again)
-        SUCCEEDED, FAILED, CANCELLED are final.
-    """
-
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-TRANSITIONS: dict[str, set[str]] = {
-    RunStatus.QUEUED: {RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED},
-    RunStatus.RUNNING: {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.QUEUED},
-    RunStatus.SUCCEEDED: set(),
-    RunStatus.FAILED: set(),
-    RunStatus.CANCELLED: set(),
-}
-FINAL_STATES = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
-
-
-class TrainingRun(models.Model):
+class TrainingRun(Job):
     """One request to train; a worker turns it into a ModelVersion or a readable failure."""
 
+    noun = "training run"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    progress = models.FloatField(default=0.0)
-    message = models.CharField(max_length=300, blank=True)
     params = models.JSONField(default=dict, blank=True)
     fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
     metrics = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    created = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    # A live worker touches this with every progress write; a redelivered copy of the task may only
-    # take over a RUNNING run whose heartbeat has gone stale (its worker died).
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    cancel_requested = models.BooleanField(default=False)
 
-    class Meta:
-        ordering = ["-created"]
+    class Meta(Job.Meta):
         indexes = [models.Index(fields=["project", "status"])]
 
     def __str__(self) -> str:
@@ -79,43 +35,16 @@ class TrainingRun(models.Model):
     def phase_message(self) -> str:
         """What the run is doing now, for the progress card: for a queued run what it waits for (a worker
         starting, a busy one, none at all); for a running one its step, with an estimate of the time left."""
-        if self.status == RunStatus.QUEUED:
+        if self.status == JobStatus.QUEUED:
             from webui.training.workers import waiting_message
 
             return waiting_message(self)
-        if self.status != RunStatus.RUNNING or not self.started_at or not 0.05 <= self.progress < 0.995:
+        if self.status != JobStatus.RUNNING or not self.started_at or not 0.05 <= self.progress < 0.995:
             return self.message
         elapsed = (timezone.now() - self.started_at).total_seconds()
         left = elapsed * (1 - self.progress) / self.progress
         estimate = f"about {left:.0f} s left" if left < 90 else f"about {left / 60:.0f} min left"
         return f"{self.message} ({estimate})" if self.message else estimate
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATES
-
-    def transition(self, to: str, *, expect: str | None = None, **fields) -> None:
-        """Move to `to` with one conditional UPDATE; raise InvalidTransition if not allowed.
-
-        The UPDATE is conditioned on the current status, so two processes racing on one run cannot
-        both succeed (a duplicate delivery finds nothing to claim).
-        """
-        current = expect or self.status
-        if to not in TRANSITIONS[current]:
-            raise InvalidTransition(f"a {current} run cannot become {to}")
-        now = timezone.now()
-        if to == RunStatus.RUNNING:
-            fields.setdefault("started_at", now)
-            fields.setdefault("heartbeat_at", now)
-        if to in FINAL_STATES:
-            fields.setdefault("finished_at", now)
-        updated = TrainingRun.objects.filter(pk=self.pk, status=current).update(status=to, **fields)
-        if not updated:
-            self.refresh_from_db(fields=["status"])
-            raise InvalidTransition(f"run {self.pk} is {self.status}, not {current}; cannot become {to}")
-        self.status = to
-        for name, value in fields.items():
-            setattr(self, name, value)
 
 
 class ArtifactInUse(Exception):

@@ -16,22 +16,22 @@ import tempfile
 import threading
 import uuid
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, transaction
-from django.db.models import F, Max
-from django.utils import timezone
+from django.db import transaction
+from django.db.models import Max
 
 from classifier.errors import Cancelled, ClassifierError, TrainingError
 from classifier.progress import ProgressReport
 from classifier.strategies import STRATEGY_CHOICES
+from webui.jobs import lifecycle
+from webui.jobs.models import JobStatus
 from webui.projects.models import Image, Project
 from webui.training.artifacts import artifact_prefix, store_artifact
 from webui.training.featurecache import DatabaseFeatureCache
-from webui.training.models import FINAL_STATES, InvalidTransition, ModelVersion, RunStatus, TrainingRun
+from webui.training.models import ModelVersion, TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,11 @@ def start_training(project: Project, user, params: dict | None = None) -> Traini
 
     existing = (
         TrainingRun.objects.filter(project=project, fingerprint=print_)
-        .filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED])
+        .filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED])
         .order_by("-created")
         .first()
     )
-    if existing and (existing.status != RunStatus.SUCCEEDED or _has_version(existing)):
+    if existing and (existing.status != JobStatus.SUCCEEDED or _has_version(existing)):
         existing.reused = True
         return existing
 
@@ -125,39 +125,16 @@ def start_training(project: Project, user, params: dict | None = None) -> Traini
 
 
 def _enqueue(run_id: int) -> None:
-    """Hand the run to the queue; if the broker is unreachable, fail the run with a message instead."""
     from webui.training.tasks import train
 
-    try:
-        train.delay(run_id)
-    except Exception as exc:  # kombu raises OperationalError and friends from the transport
-        log.exception("could not enqueue training run %s", run_id)
-        TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.FAILED,
-            finished_at=timezone.now(),
-            error=f"the task queue could not be reached ({type(exc).__name__}); try again in a minute",
-            message="the task queue could not be reached",
-        )
+    lifecycle.enqueue(TrainingRun, run_id, train)
 
 
-def recover_stale_runs(*, queued_for: timedelta = timedelta(minutes=2)) -> list[int]:
-    """Queue again the runs whose message was lost; returns their ids.
+def recover_stale_runs() -> list[int]:
+    """Queue again the runs whose message was lost (lifecycle.recover_stale); returns their ids."""
+    from webui.training.tasks import train
 
-    A broker without persistence (Redis restarted) or a whole worker host lost with the SQLite broker
-    drops messages: their runs would stay QUEUED, or RUNNING with a dead heartbeat, for ever. Called when
-    a worker starts. Sending a second message for a run that still has one is harmless: the claim is a
-    conditional UPDATE, so only one delivery trains it.
-    """
-    now = timezone.now()
-    stale = TrainingRun.objects.filter(
-        status=RunStatus.QUEUED, created__lt=now - queued_for
-    ) | TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=now - heartbeat_stale_after())
-    ids = list(stale.values_list("pk", flat=True))
-    for run_id in ids:
-        _enqueue(run_id)
-    if ids:
-        log.warning("re-queued %d training run(s) whose message was lost: %s", len(ids), ids)
-    return ids
+    return lifecycle.recover_stale(TrainingRun, train)
 
 
 def _has_version(run: TrainingRun) -> bool:
@@ -166,138 +143,50 @@ def _has_version(run: TrainingRun) -> bool:
 
 def cancel(run: TrainingRun) -> TrainingRun:
     """Cancel a queued run at once; ask a running one to stop at its next batch."""
-    run.refresh_from_db()
-    if run.status == RunStatus.QUEUED:
-        try:
-            run.transition(RunStatus.CANCELLED, expect=RunStatus.QUEUED, message="cancelled")
-            return run
-        except InvalidTransition:
-            run.refresh_from_db()
-    if run.status == RunStatus.RUNNING:
-        TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True, message="cancelling…")
-        run.refresh_from_db()
-        return run
-    raise InvalidTransition(f"this run is {run.get_status_display().lower()} and cannot be cancelled")
+    return lifecycle.cancel(run)
 
 
 # --- running (in the worker) ----------------------------------------------------------------------
 
 
-class NotClaimable(Exception):
-    """Another live worker holds the run; the task should try again later."""
-
-
-def heartbeat_stale_after() -> timedelta:
-    return timedelta(seconds=settings.PINHOLE_HEARTBEAT_STALE_S)
-
-
-def claim(run_id: int) -> TrainingRun | None:
-    """Take a run for this worker with one conditional UPDATE; None if there is nothing to do.
-
-    A QUEUED run is claimed normally. A RUNNING run whose heartbeat is stale lost its worker (killed,
-    out of memory, host gone): the redelivered task takes it over. A RUNNING run with a fresh heartbeat
-    is being trained right now (a duplicate delivery, e.g. past the broker's visibility timeout):
-    NotClaimable tells the task to look again later instead of training twice.
-    """
-    run = TrainingRun.objects.filter(pk=run_id).first()
-    if run is None or run.status in FINAL_STATES:
-        return None
-    now = timezone.now()
-    if run.status == RunStatus.QUEUED:
-        taken = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
-        )
-    else:
-        taken = (
-            TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING)
-            .filter(heartbeat_at__lt=now - heartbeat_stale_after())
-            .update(heartbeat_at=now, attempts=F("attempts") + 1)
-        )
-        if not taken:
-            raise NotClaimable(f"run {run_id} is being trained by another worker")
-    if not taken:
-        return None
-    run.refresh_from_db()
-    if run.attempts > settings.PINHOLE_TASK_MAX_DELIVERIES:
-        _remove_workdirs(run.pk)
-        _finish(
-            run,
-            RunStatus.FAILED,
-            error=(
-                f"the worker stopped {run.attempts - 1} times while training this run "
-                "(out of memory, or the process was killed); giving up"
-            ),
-        )
-        return None
-    return run
-
-
 class _Progress:
     """The engine's progress consumer: writes each report (the engine throttles them), beats the
-    heartbeat, and checks for a cancel request."""
+    heartbeat, and raises Cancelled when a person asked the run to stop."""
 
     def __init__(self, run: TrainingRun):
         self.run = run
 
     def __call__(self, report: ProgressReport) -> None:
-        fraction = min(max(float(report.fraction), 0.0), 1.0)
-        TrainingRun.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(
-            progress=fraction, message=report.message[:300], heartbeat_at=timezone.now()
-        )
-        if TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
-            raise Cancelled("cancelled by a person")
-
-
-class _Heartbeat(threading.Thread):
-    """Touches the run while a long step (an epoch, an ONNX export) gives no progress."""
-
-    def __init__(self, run_id: int, every: float):
-        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
-        self.run_id, self.every = run_id, every
-        self.stopped = threading.Event()
-
-    def run(self):
-        from django.db import connection
-
-        try:
-            while not self.stopped.wait(self.every):
-                try:
-                    TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
-                except DatabaseError:
-                    # A busy or briefly unreachable database must not end the heartbeat: the next beat
-                    # tries again, and only a run silent for PINHOLE_HEARTBEAT_STALE_S is taken over.
-                    log.warning("heartbeat of run %s not recorded; retrying", self.run_id, exc_info=True)
-        finally:
-            connection.close()
+        lifecycle.report(self.run, report.fraction, report.message)
 
 
 def run_training(run_id: int, *, time_limit_errors: tuple[type[BaseException], ...] = ()) -> None:
-    """Train a claimed run end to end; every outcome ends in a final state with a readable message."""
-    run = claim(run_id)
+    """Train a claimed run end to end; every outcome ends in a final state with a readable message.
+
+    Raises:
+        lifecycle.NotClaimable: another live worker is training this run.
+    """
+    run = lifecycle.claim(TrainingRun, run_id, on_give_up=_remove_workdirs)
     if run is None:
         return
     _remove_workdirs(run.pk)
     workdir = Path(tempfile.mkdtemp(prefix=f"pinhole-run{run.pk}-"))
-    heartbeat = _Heartbeat(run.pk, every=max(1.0, settings.PINHOLE_HEARTBEAT_STALE_S / 4))
-    heartbeat.start()
     try:
-        version = _train_and_store(run, workdir)
+        with lifecycle.Heartbeat(run):
+            version = _train_and_store(run, workdir)
     except Cancelled:
-        _finish(run, RunStatus.CANCELLED, message="cancelled")
+        lifecycle.finish(run, JobStatus.CANCELLED, message="cancelled")
     except (TrainingError, ClassifierError) as exc:
-        _finish(run, RunStatus.FAILED, error=str(exc))
+        lifecycle.finish(run, JobStatus.FAILED, error=str(exc))
     except time_limit_errors:
-        _finish(run, RunStatus.FAILED, error=time_limit_error())
+        lifecycle.finish(run, JobStatus.FAILED, error=time_limit_error())
     except Exception as exc:
         log.exception("training run %s failed", run.pk)
-        _finish(run, RunStatus.FAILED, error=f"internal error ({type(exc).__name__}): {exc}")
+        lifecycle.finish(run, JobStatus.FAILED, error=f"internal error ({type(exc).__name__}): {exc}")
     else:
         if version is not None:
             log.info("run %s produced %s", run.pk, version)
     finally:
-        heartbeat.stopped.set()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -317,17 +206,10 @@ def time_limit_error() -> str:
 
 def fail_after_time_limit(run_id: int) -> None:
     """The hard time limit killed the process training this run: record it and clean up."""
-    run = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).first()
+    run = TrainingRun.objects.filter(pk=run_id, status=JobStatus.RUNNING).first()
     if run is not None:
-        _finish(run, RunStatus.FAILED, error=time_limit_error())
+        lifecycle.finish(run, JobStatus.FAILED, error=time_limit_error())
     _remove_workdirs(run_id)
-
-
-def _finish(run: TrainingRun, status: str, *, error: str = "", message: str = "") -> None:
-    try:
-        run.transition(status, expect=RunStatus.RUNNING, error=error, message=message or error[:300])
-    except InvalidTransition:
-        log.warning("run %s could not become %s; it is %s", run.pk, status, run.status)
 
 
 def _samples(images: list[Image], workdir: Path) -> list:
@@ -420,8 +302,8 @@ def _train_and_store(run: TrainingRun, workdir: Path) -> ModelVersion | None:
             # the version that serves after this training, never the one before it.
             promote_if_better(version, outcome)
             run.transition(
-                RunStatus.SUCCEEDED,
-                expect=RunStatus.RUNNING,
+                JobStatus.SUCCEEDED,
+                expect=JobStatus.RUNNING,
                 progress=1.0,
                 message=f"done: v{number}",
                 metrics=version.metrics,

@@ -6,6 +6,7 @@ Routed to the `training` queue (webui/celery.py), served by workers on GPU hosts
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from webui.jobs import lifecycle
 from webui.training import services
 
 
@@ -21,7 +22,7 @@ def _on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
 def train(self, run_id: int) -> None:
     try:
         services.run_training(run_id, time_limit_errors=(SoftTimeLimitExceeded,))
-    except services.NotClaimable as exc:
+    except lifecycle.NotClaimable as exc:
         # Another live worker is training this run (a duplicate delivery); look again once its
         # heartbeat could have gone stale, and stop looking when the run has ended.
-        raise self.retry(exc=exc, countdown=services.heartbeat_stale_after().total_seconds()) from None
+        raise lifecycle.retry_when_claimed(self, exc) from None

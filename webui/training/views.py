@@ -15,13 +15,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from classifier.evaluation import EvaluationKind, evaluation_kind
 from classifier.strategies import MIN_PER_LABEL_PARTIAL, STRATEGY_CHOICES
+from webui.jobs.models import InvalidTransition, JobStatus
 from webui.projects.access import get_project_for_user
 from webui.projects.models import Image
 from webui.projects.services import delete_image as remove_image
 from webui.projects.services import set_label
 from webui.training.artifacts import ArtifactBroken
 from webui.training.findings import findings
-from webui.training.models import ArtifactInUse, InvalidTransition, ModelVersion, RunStatus, rollback
+from webui.training.models import ArtifactInUse, ModelVersion, rollback
 from webui.training.services import TrainingRefused, cancel, check_ready, start_training
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ STRATEGY_HELP = {
         "of images and a GPU."
     ),
 }
-ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 PREDICTION_CACHE_S = 7 * 24 * 3600
 # Findings of each kind the results page lists (its counts cover them all).
 REPORT_FINDINGS = 60
@@ -71,7 +72,7 @@ def train(request, project_id: int):
         except TrainingRefused as exc:
             messages.error(request, f"Training could not start: {exc}.")
         else:
-            if getattr(run, "reused", False) and run.status == RunStatus.SUCCEEDED:
+            if getattr(run, "reused", False) and run.status == JobStatus.SUCCEEDED:
                 messages.info(
                     request, "Nothing changed since the last training with these settings; here is its model."
                 )
@@ -111,7 +112,7 @@ def train(request, project_id: int):
 
 
 def _run_version(run) -> ModelVersion | None:
-    if run is None or run.status != RunStatus.SUCCEEDED:
+    if run is None or run.status != JobStatus.SUCCEEDED:
         return None
     return ModelVersion.objects.filter(run=run).first()
 
@@ -146,7 +147,7 @@ def cancel_run(request, project_id: int, run_id: int):
         messages.error(request, str(exc).capitalize() + ".")
     else:
         messages.info(
-            request, "Cancelled." if run.status == RunStatus.CANCELLED else "Stopping at the next step…"
+            request, "Cancelled." if run.status == JobStatus.CANCELLED else "Stopping at the next step…"
         )
     return redirect("training:train", project_id=project.pk)
 

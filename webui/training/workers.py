@@ -23,7 +23,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from webui.training.models import RunStatus, TrainingRun, WorkerPresence
+from webui.jobs.models import JobStatus
+from webui.training.models import TrainingRun, WorkerPresence
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,8 @@ def waiting_message(run: TrainingRun) -> str:
         )
         took = f", which took {previous:.0f} s last time" if previous else ""
         return f"the worker is starting: {starting[0].detail or 'loading the network'}{took}"
-    ahead = TrainingRun.objects.filter(status=RunStatus.RUNNING).exclude(pk=run.pk).count()
-    ahead += TrainingRun.objects.filter(status=RunStatus.QUEUED, created__lt=run.created).count()
+    ahead = TrainingRun.objects.filter(status=JobStatus.RUNNING).exclude(pk=run.pk).count()
+    ahead += TrainingRun.objects.filter(status=JobStatus.QUEUED, created__lt=run.created).count()
     if ahead:
         return f"queued behind {ahead} other training{'s' if ahead > 1 else ''}"
     return "about to start: a worker is ready"

@@ -90,6 +90,31 @@ def test_it_reuses_the_finished_run_for_identical_data(api_for, trained, editor)
     assert again.json()["reused"] is True and again.json()["id"] == run["id"]
 
 
+def test_a_batch_whose_worker_died_is_finished_by_the_next_delivery(
+    api_for, trained, viewer, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webui.jobs import lifecycle
+    from webui.serving.batch import run_batch
+    from webui.serving.models import BatchPrediction
+
+    project, _run = trained
+    api = api_for(viewer)
+    with django_capture_on_commit_callbacks(execute=False):
+        batch_id = api.post(f"/api/v1/projects/{project.pk}/predictions/", {"scope": "all"}).json()["id"]
+    assert lifecycle.claim(BatchPrediction, batch_id) is not None  # a worker took it ...
+    with pytest.raises(lifecycle.NotClaimable):
+        run_batch(batch_id)  # ... and while it lives, a second delivery leaves it alone
+    BatchPrediction.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    run_batch(batch_id)  # it died: the redelivered task finishes the batch
+    batch = api.get(f"/api/v1/predictions/{batch_id}/").json()
+    assert batch["status"] == "succeeded" and len(batch["results"]) == project.images.count()
+    assert BatchPrediction.objects.get(pk=batch_id).attempts == 2
+
+
 def test_it_predicts_every_unlabeled_image_in_a_background_batch(
     api_for, trained, viewer, owner, image_bytes, upload, django_capture_on_commit_callbacks
 ):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from webui.training.models import RunStatus, TrainingRun
+from webui.jobs.models import JobStatus
+from webui.training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +62,7 @@ def test_it_lists_and_shows_runs(api_for, labelled_project, viewer):
 
 
 def test_it_names_the_version_a_run_produced(api_for, labelled_project, make_version, viewer):
-    run = TrainingRun.objects.create(project=labelled_project, status=RunStatus.SUCCEEDED)
+    run = TrainingRun.objects.create(project=labelled_project, status=JobStatus.SUCCEEDED)
     version = make_version(labelled_project, 1)
     version.run = run
     version.save()
@@ -77,11 +78,11 @@ def test_it_cancels_a_queued_run_once(api_for, labelled_project, editor):
     assert response.json()["status"] == "cancelled"
     again = api.post(f"/api/v1/runs/{run.pk}/cancel/")
     assert again.status_code == 409
-    assert again.json()["detail"] == "this run is cancelled and cannot be cancelled"
+    assert again.json()["detail"] == "this training run is cancelled and cannot be cancelled"
 
 
 def test_it_asks_a_running_run_to_stop(api_for, labelled_project, editor):
-    run = TrainingRun.objects.create(project=labelled_project, status=RunStatus.RUNNING)
+    run = TrainingRun.objects.create(project=labelled_project, status=JobStatus.RUNNING)
     body = api_for(editor).post(f"/api/v1/runs/{run.pk}/cancel/").json()
     assert body["status"] == "running" and body["message"] == "cancelling…"
     run.refresh_from_db()

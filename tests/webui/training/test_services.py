@@ -1,16 +1,15 @@
 """Training workflows: refusals a person can act on, reuse, claims, cancel, promotion, the feature cache."""
 
 import zlib
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from classifier.audit import PERCEPTUAL_HASH
 from classifier.progress import ProgressReport
+from webui.jobs.models import InvalidTransition, JobStatus
 from webui.projects.services import get_or_create_label, ingest_image
 from webui.training import services
-from webui.training.models import FeatureVector, InvalidTransition, ModelVersion, RunStatus, TrainingRun
+from webui.training.models import FeatureVector, ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +59,7 @@ def test_it_queues_once_after_commit_and_reuses_an_identical_run(
     add_images("blue", BLUE, 2)
     with django_capture_on_commit_callbacks() as callbacks:
         run = services.start_training(project, owner, {"strategy": "linear"})
-    assert run.status == RunStatus.QUEUED and not run.reused and len(callbacks) == 1
+    assert run.status == JobStatus.QUEUED and not run.reused and len(callbacks) == 1
     with django_capture_on_commit_callbacks() as callbacks:
         again = services.start_training(project, owner, {"strategy": "linear"})
     assert again.pk == run.pk and again.reused and not callbacks
@@ -69,37 +68,10 @@ def test_it_queues_once_after_commit_and_reuses_an_identical_run(
         assert services.start_training(project, owner, {"strategy": "linear"}).pk != run.pk
 
 
-def test_it_claims_a_run_once_and_takes_over_only_a_stale_one(project, settings):
-    run = TrainingRun.objects.create(project=project, params={})
-    claimed = services.claim(run.pk)
-    assert claimed.status == RunStatus.RUNNING and claimed.attempts == 1
-    with pytest.raises(services.NotClaimable):
-        services.claim(run.pk)  # a live worker holds it
-    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert services.claim(run.pk).attempts == 2  # its worker died: take over
-
-
-def test_it_fails_a_run_whose_worker_keeps_dying(project, settings):
-    settings.PINHOLE_TASK_MAX_DELIVERIES = 2
-    run = TrainingRun.objects.create(project=project, params={})
-    for _ in range(2):
-        assert services.claim(run.pk) is not None
-        TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert services.claim(run.pk) is None
-    run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "stopped 2 times" in run.error
-
-
-def test_it_ignores_a_finished_or_missing_run(project):
-    run = TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED)
-    assert services.claim(run.pk) is None
-    assert services.claim(987654) is None
-
-
 def test_it_cancels_queued_runs_at_once_and_running_ones_between_batches(project):
     queued = TrainingRun.objects.create(project=project)
-    assert services.cancel(queued).status == RunStatus.CANCELLED
-    running = TrainingRun.objects.create(project=project, status=RunStatus.RUNNING)
+    assert services.cancel(queued).status == JobStatus.CANCELLED
+    running = TrainingRun.objects.create(project=project, status=JobStatus.RUNNING)
     assert services.cancel(running).cancel_requested
     progress = services._Progress(running)
     with pytest.raises(services.Cancelled):
@@ -109,7 +81,7 @@ def test_it_cancels_queued_runs_at_once_and_running_ones_between_batches(project
 
 
 def test_it_writes_each_engine_report_into_the_run(project):
-    run = TrainingRun.objects.create(project=project, status=RunStatus.RUNNING)
+    run = TrainingRun.objects.create(project=project, status=JobStatus.RUNNING)
     progress = services._Progress(run)
     progress(ProgressReport("extract", 0.1, "extracting 1/100"))
     run.refresh_from_db()
@@ -164,7 +136,7 @@ def test_it_extracts_only_new_images_when_retraining(
         first = services.start_training(project, owner, {"strategy": "linear"})
     services.run_training(first.pk)
     first.refresh_from_db()
-    assert first.status == RunStatus.SUCCEEDED, first.error
+    assert first.status == JobStatus.SUCCEEDED, first.error
     # Each image at least once (the training images in both framings, to choose one).
     assert first.metrics["timings"]["n_extracted"] >= 8
 
@@ -173,7 +145,7 @@ def test_it_extracts_only_new_images_when_retraining(
         second = services.start_training(project, owner, {"strategy": "linear"})
     services.run_training(second.pk)
     second.refresh_from_db()
-    assert second.status == RunStatus.SUCCEEDED, second.error
+    assert second.status == JobStatus.SUCCEEDED, second.error
     timings = second.metrics["timings"]
     # The 8 earlier images come from the cache, and nothing is extracted twice: every vector either
     # run extracted is one row of the shared cache (a view the second run chose anew is extracted once).
@@ -182,20 +154,6 @@ def test_it_extracts_only_new_images_when_retraining(
     assert vectors == first.metrics["timings"]["n_extracted"] + timings["n_extracted"]
     assert list(project.versions.values_list("number", flat=True)) == [2, 1]
     assert second.model_version.number == 2
-
-
-def test_it_requeues_runs_whose_message_was_lost(project, monkeypatch):
-    sent = []
-    monkeypatch.setattr(services, "_enqueue", sent.append)
-    long_ago = timezone.now() - timedelta(hours=1)
-    lost = TrainingRun.objects.create(project=project)
-    TrainingRun.objects.filter(pk=lost.pk).update(created=long_ago)
-    TrainingRun.objects.create(project=project)  # just queued: its message is still on its way
-    dead = TrainingRun.objects.create(project=project, status=RunStatus.RUNNING, heartbeat_at=long_ago)
-    TrainingRun.objects.create(project=project, status=RunStatus.RUNNING, heartbeat_at=timezone.now())
-    TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED)
-    assert sorted(services.recover_stale_runs()) == sorted([lost.pk, dead.pk])
-    assert sorted(sent) == sorted([lost.pk, dead.pk])
 
 
 @pytest.mark.slow
@@ -224,7 +182,7 @@ def test_it_stops_a_running_training_cleanly_when_a_person_cancels(
     services.run_training(run.pk)
     run.refresh_from_db()
     assert seen, "the worker never reported extraction progress"
-    assert (run.status, run.message) == (RunStatus.CANCELLED, "cancelled")
+    assert (run.status, run.message) == (JobStatus.CANCELLED, "cancelled")
     assert not ModelVersion.objects.filter(project=project).exists()
     assert not list(Path(tempfile.gettempdir()).glob(f"pinhole-run{run.pk}-*"))
     assert project.images.filter(label__isnull=False).count() == 8  # nothing a person made is lost

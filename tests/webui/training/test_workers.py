@@ -6,8 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from webui.jobs.models import JobStatus
 from webui.training import workers
-from webui.training.models import RunStatus, TrainingRun, WorkerPresence
+from webui.training.models import TrainingRun, WorkerPresence
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +21,7 @@ def _worker(name="gpu-1:10", phase=WorkerPresence.READY, seen=0, warm_up_seconds
     )  # fmt: skip
 
 
-def _run(project, status=RunStatus.QUEUED, **fields):
+def _run(project, status=JobStatus.QUEUED, **fields):
     return TrainingRun.objects.create(project=project, status=status, **fields)
 
 
@@ -63,18 +64,18 @@ def test_a_queued_training_says_the_worker_is_loading(project):
 
 def test_a_queued_training_counts_what_is_ahead_of_it(project):
     _worker()
-    _run(project, status=RunStatus.RUNNING)
+    _run(project, status=JobStatus.RUNNING)
     earlier = _run(project)
     run = _run(project)
     TrainingRun.objects.filter(pk=earlier.pk).update(created=run.created - timedelta(seconds=1))
     assert run.phase_message == "queued behind 2 other trainings"
-    TrainingRun.objects.exclude(pk=run.pk).update(status=RunStatus.SUCCEEDED)
+    TrainingRun.objects.exclude(pk=run.pk).update(status=JobStatus.SUCCEEDED)
     assert run.phase_message == "about to start: a worker is ready"
 
 
 def test_a_running_training_estimates_the_time_left(project):
     run = _run(
-        project, status=RunStatus.RUNNING, progress=0.25, message="extracting 100/398",
+        project, status=JobStatus.RUNNING, progress=0.25, message="extracting 100/398",
         started_at=timezone.now() - timedelta(seconds=10),
     )  # fmt: skip
     assert run.phase_message.startswith("extracting 100/398 (about 3")  # 30 s, give or take the clock

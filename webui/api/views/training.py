@@ -13,9 +13,10 @@ from rest_framework.response import Response
 from webui.api.errors import BadRequest, Conflict
 from webui.api.serializers import RunSerializer, TrainedRunSerializer, TrainSerializer, VersionSerializer
 from webui.api.views.base import CONFLICT, READ_ERRORS, WRITE_ERRORS, ApiView
+from webui.jobs.models import InvalidTransition
 from webui.projects.access import get_in_project_for_user, get_project_for_user
 from webui.training.artifacts import ArtifactBroken, zip_artifact
-from webui.training.models import ArtifactInUse, InvalidTransition, ModelVersion, TrainingRun, rollback
+from webui.training.models import ArtifactInUse, ModelVersion, TrainingRun, rollback
 from webui.training.services import TrainingRefused, cancel, start_training
 
 RUNS = TrainingRun.objects.select_related("model_version")

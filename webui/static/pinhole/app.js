@@ -69,5 +69,36 @@
     return (n / 1024 / 1024).toFixed(1) + " MB";
   }
 
-  window.Pinhole = { csrfToken, post, upload, toast, formatBytes };
+  /* Ask a background job's status URL every `every` ms until the job has ended; onStatus(status) gets
+     each answer ({status, progress, message, error, final, ...}). Network hiccups are retried. */
+  function watchJob(url, onStatus, every) {
+    const wait = every || 1500;
+    async function look() {
+      let status = null;
+      try {
+        const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (response.ok) status = await response.json();
+      } catch (e) { status = null; }
+      if (status) onStatus(status);
+      if (!status || !status.final) setTimeout(look, wait);
+    }
+    look();
+  }
+
+  /* Any element with data-job-url shows its job's message in [data-job-message] and, once the job
+     has succeeded, reveals [data-job-done] (failed: [data-job-failed] with the error). */
+  document.querySelectorAll("[data-job-url]").forEach((box) => {
+    const message = box.querySelector("[data-job-message]");
+    watchJob(box.dataset.jobUrl, (job) => {
+      if (message && job.message) message.textContent = job.message;
+      if (!job.final) return;
+      const done = box.querySelector(job.status === "succeeded" ? "[data-job-done]" : "[data-job-failed]");
+      if (done) {
+        if (job.error) done.textContent += " " + job.error;
+        done.hidden = false;
+      }
+    });
+  });
+
+  window.Pinhole = { csrfToken, post, upload, toast, formatBytes, watchJob };
 })();

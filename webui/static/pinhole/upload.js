@@ -275,22 +275,38 @@
       entry.bar.style.width = Math.round(fraction * 100) + "%";
       if (fraction >= 1) $("progress-title").textContent = "Unpacking and checking " + file.name + "…";
     });
-    const body = result.body || {};
-    entry.li.remove();
+    const queued = result.body || {};
     if (!result.ok) {
-      refuse(entry, body.error || "the server did not answer (" + result.status + ")");
+      entry.li.remove();
+      refuse(entry, queued.error || "the server did not answer (" + result.status + ")");
       $("progress-title").textContent = "Zip not imported";
       redraw();
       return;
     }
-    state.added += body.created;
-    state.dup += body.duplicates;
-    (body.rejected || []).forEach((r) => refuse({ file: { name: r.name } }, r.error));
-    state.total += body.created + body.duplicates + (body.rejected || []).length;
-    $("progress-title").textContent = "Imported " + file.name;
+    // Stored and checked: a worker imports the pictures; follow it until it has finished.
+    entry.bar.style.width = "0%";
+    $("progress-title").textContent = "Importing " + file.name + ": waiting for a worker…";
+    Pinhole.watchJob(queued.status_url, (job) => {
+      entry.bar.style.width = Math.round(job.progress * 100) + "%";
+      if (!job.final) {
+        $("progress-title").textContent = "Importing " + file.name + ": " + (job.message || "queued");
+        return;
+      }
+      entry.li.remove();
+      zipFinished(file, job);
+    });
+  }
+
+  function zipFinished(file, job) {
+    state.added += job.created;
+    state.dup += job.duplicates;
+    (job.rejected || []).forEach((r) => refuse({ file: { name: r.name } }, r.error));
+    state.total += job.created + job.duplicates + (job.rejected || []).length;
+    $("progress-title").textContent = job.status === "succeeded" ? "Imported " + file.name
+      : "Import of " + file.name + " " + job.status + (job.error ? ": " + job.error : "");
     if (!state.running) finished();
-    if (body.labels && body.labels.length) {
-      $("done-text").textContent += " Labels from the folders: " + body.labels.join(", ") + ".";
+    if (job.labels && job.labels.length) {
+      $("done-text").textContent += " Labels from the folders: " + job.labels.join(", ") + ".";
     }
   }
 

@@ -1,0 +1,133 @@
+"""The one shape every kind of background work shares (webui/jobs): claimed once, taken over only when
+its worker died, given up after too many deaths, sent again when its message was lost, cancelled."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from classifier.errors import Cancelled
+from webui.jobs import lifecycle, recovery
+from webui.jobs.models import InvalidTransition, JobStatus
+from webui.projects.models import ZipImport
+from webui.serving.models import BatchPrediction, SuggestionRefresh
+from webui.training.models import TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+KINDS = [TrainingRun, BatchPrediction, ZipImport, SuggestionRefresh]
+each_kind = pytest.mark.parametrize("model", KINDS, ids=lambda m: m.__name__)
+
+
+@pytest.fixture
+def make_job(project, make_version):
+    versions = []
+
+    def make(model, **fields):
+        extra = {}
+        if model in (BatchPrediction, SuggestionRefresh):
+            versions.append(versions[0] if versions else make_version(project, 1))
+            extra["version"] = versions[0]
+        if model is ZipImport:
+            extra = {"archive": "imports/x.zip", "name": "x.zip"}
+        return model.objects.create(project=project, **extra, **fields)
+
+    return make
+
+
+def _stale(model, job) -> None:
+    model.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+
+
+@each_kind
+def test_a_job_is_claimed_once_and_taken_over_only_when_its_worker_died(make_job, model):
+    job = make_job(model)
+    claimed = lifecycle.claim(model, job.pk)
+    assert claimed.status == JobStatus.RUNNING and claimed.attempts == 1 and claimed.heartbeat_at
+    with pytest.raises(lifecycle.NotClaimable):
+        lifecycle.claim(model, job.pk)  # a live worker holds it
+    _stale(model, job)
+    assert lifecycle.claim(model, job.pk).attempts == 2  # its worker died: take over
+
+
+@each_kind
+def test_a_job_whose_worker_keeps_dying_fails_with_a_message(make_job, model, settings):
+    settings.PINHOLE_TASK_MAX_DELIVERIES = 2
+    job, cleaned = make_job(model), []
+    for _ in range(2):
+        assert lifecycle.claim(model, job.pk) is not None
+        _stale(model, job)
+    assert lifecycle.claim(model, job.pk, on_give_up=cleaned.append) is None
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "stopped 2 times" in job.error and model.noun in job.error
+    assert cleaned == [job.pk] and job.finished_at is not None
+
+
+@each_kind
+def test_a_finished_or_missing_job_is_not_claimed(make_job, model):
+    assert lifecycle.claim(model, make_job(model, status=JobStatus.SUCCEEDED).pk) is None
+    assert lifecycle.claim(model, 987654) is None
+
+
+@each_kind
+def test_progress_beats_the_heartbeat_and_a_cancel_stops_the_work(make_job, model):
+    job = lifecycle.claim(model, make_job(model).pk)
+    model.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    lifecycle.report(job, 0.25, "a quarter")
+    job.refresh_from_db()
+    assert (job.progress, job.message) == (0.25, "a quarter")
+    assert timezone.now() - job.heartbeat_at < timedelta(seconds=5)
+    assert lifecycle.cancel(job).cancel_requested and job.message == "cancelling…"
+    with pytest.raises(Cancelled):
+        lifecycle.report(job, 0.5, "half")
+    assert lifecycle.finish(job, JobStatus.CANCELLED, message="cancelled")
+    with pytest.raises(InvalidTransition, match="cannot be cancelled"):
+        lifecycle.cancel(job)
+
+
+@each_kind
+def test_a_queued_job_is_cancelled_at_once(make_job, model):
+    job = lifecycle.cancel(make_job(model))
+    assert job.status == JobStatus.CANCELLED and job.finished_at is not None
+    assert lifecycle.claim(model, job.pk) is None
+
+
+@each_kind
+def test_a_heartbeat_thread_keeps_a_long_step_alive(make_job, model, transactional_db):
+    import time
+
+    job = lifecycle.claim(model, make_job(model).pk)
+    _stale(model, job)
+    with lifecycle.Heartbeat(job, every=0.05):
+        time.sleep(0.5)
+    job.refresh_from_db()
+    assert timezone.now() - job.heartbeat_at < timedelta(seconds=5)
+
+
+def test_a_starting_worker_sends_again_the_jobs_of_its_queues_whose_message_was_lost(make_job, monkeypatch):
+    sent = []
+    monkeypatch.setattr(lifecycle, "enqueue", lambda model, job_id, task: sent.append((model, job_id)))
+    long_ago = timezone.now() - timedelta(hours=1)
+    lost, dead = {}, {}
+    for model in KINDS:
+        lost[model] = make_job(model)
+        model.objects.filter(pk=lost[model].pk).update(created=long_ago)
+        make_job(model)  # just queued: its message is still on its way
+        dead[model] = make_job(model, status=JobStatus.RUNNING, heartbeat_at=long_ago)
+        make_job(model, status=JobStatus.RUNNING, heartbeat_at=timezone.now())  # alive
+        make_job(model, status=JobStatus.SUCCEEDED)
+    recovery.recover({"default"})
+    expected_default = {(m, j[m].pk) for m in KINDS if m is not TrainingRun for j in (lost, dead)}
+    assert set(sent) == expected_default
+    sent.clear()
+    recovery.recover({"training"})
+    assert set(sent) == {(TrainingRun, lost[TrainingRun].pk), (TrainingRun, dead[TrainingRun].pk)}
+
+
+def test_every_kind_of_job_has_a_recoverer():
+    from django.utils.module_loading import import_string
+
+    names = [name for names in recovery.RECOVERERS.values() for name in names]
+    assert len(names) == len(KINDS) and all(callable(import_string(name)) for name in names)

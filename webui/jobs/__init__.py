@@ -1,0 +1,1 @@
+"""One shape for background work: training runs, batch predictions, zip imports, suggestion refreshes."""

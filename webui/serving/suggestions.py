@@ -1,0 +1,155 @@
+"""Suggestions: the label the serving version would give each unlabeled picture, worked out by a worker.
+
+Pages read stored `Suggestion` rows only. When pictures lack one, `request_refresh` queues a
+`SuggestionRefresh` (one live refresh per version), and a worker runs the version over them in chunks;
+no request ever runs the model over hundreds of pictures. Rows are per version and content hash, so a
+picture is looked at once per version, whoever asks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from classifier.errors import Cancelled
+from webui.jobs import lifecycle
+from webui.jobs.models import LIVE_STATES, JobStatus
+from webui.serving.models import Suggestion, SuggestionRefresh
+from webui.serving.services import predict_stored
+
+log = logging.getLogger(__name__)
+
+CHUNK = 32
+
+
+def stored(version, images) -> dict[int, dict]:
+    """The stored suggestions of `version` for these images: {image id: {label, probability, unknown}}.
+    Images without one (not worked out yet, or unreadable) are left out."""
+    images = list(images)
+    rows = Suggestion.objects.filter(
+        version=version, sha256__in=[image.sha256 for image in images], readable=True
+    )
+    by_hash = {row.sha256: row.as_dict() for row in rows}
+    return {image.pk: dict(by_hash[image.sha256]) for image in images if image.sha256 in by_hash}
+
+
+def _without_suggestion(version):
+    done = Suggestion.objects.filter(version=version).values("sha256")
+    return (
+        version.project.images.filter(label__isnull=True).exclude(sha256__in=done).order_by("-created", "-id")
+    )
+
+
+def request_refresh(version, user=None) -> SuggestionRefresh | None:
+    """The live refresh of this version's suggestions, queued now if unlabeled pictures lack one.
+
+    Returns:
+        The queued or running refresh, or None when every unlabeled picture has its suggestion.
+    """
+    live = SuggestionRefresh.objects.filter(version=version, status__in=LIVE_STATES).first()
+    if live is not None or not _without_suggestion(version).exists():
+        return live
+    with transaction.atomic():
+        job = SuggestionRefresh.objects.create(
+            project_id=version.project_id,
+            version=version,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            message="queued",
+        )
+        transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _enqueue(job_id: int) -> None:
+    from webui.serving.tasks import refresh_suggestions
+
+    lifecycle.enqueue(SuggestionRefresh, job_id, refresh_suggestions)
+
+
+def recover_stale_refreshes() -> list[int]:
+    """Queue again the refreshes whose message was lost (lifecycle.recover_stale)."""
+    from webui.serving.tasks import refresh_suggestions
+
+    return lifecycle.recover_stale(SuggestionRefresh, refresh_suggestions)
+
+
+def run_refresh(job_id: int) -> None:
+    """Work out the version's suggestions for every unlabeled picture that has none, newest first.
+
+    Raises:
+        lifecycle.NotClaimable: another live worker is on this refresh.
+    """
+    job = lifecycle.claim(SuggestionRefresh, job_id)
+    if job is None:
+        return
+    job = SuggestionRefresh.objects.select_related("version__project").get(pk=job.pk)
+    version = job.version
+    todo = list(_without_suggestion(version))
+    try:
+        with lifecycle.Heartbeat(job):
+            for start in range(0, len(todo), CHUNK):
+                chunk = todo[start : start + CHUNK]
+                rows = [
+                    Suggestion(
+                        version=version,
+                        sha256=image.sha256,
+                        label=answer.get("label", ""),
+                        probability=answer.get("probability", 0.0),
+                        unknown=answer.get("unknown", False),
+                        readable="error" not in answer,
+                    )
+                    for image, answer in zip(chunk, predict_stored(version, chunk), strict=True)
+                ]
+                Suggestion.objects.bulk_create(rows, ignore_conflicts=True)
+                done = start + len(chunk)
+                lifecycle.report(job, done / len(todo), f"{done} of {len(todo)} pictures")
+    except Cancelled:
+        lifecycle.finish(job, JobStatus.CANCELLED, message="cancelled")
+        return
+    except Exception as exc:
+        log.exception("suggestion refresh %s failed", job_id)
+        lifecycle.finish(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return
+    lifecycle.finish(job, JobStatus.SUCCEEDED, progress=1.0, message=f"{len(todo)} pictures looked at")
+
+
+@dataclass
+class Accepted:
+    labelled: int
+    considered: int
+    remaining: int  # unlabeled images not looked at because of the per-click cap
+    pending: int  # of those considered, how many have no suggestion yet (a refresh is working on them)
+
+
+def accept(project, version, threshold: float, *, limit: int = 500, user=None) -> Accepted:
+    """Label up to `limit` unlabeled images with the version's stored suggestion where it is at least
+    `threshold` sure. Pictures the model finds unlike anything it was trained on are never labelled this
+    way; pictures without a suggestion yet are left for the refresh this queues."""
+    from webui.projects.services import set_label
+
+    unlabeled = project.images.filter(label__isnull=True).order_by("-created", "-id")
+    total = unlabeled.count()
+    chosen = list(unlabeled[:limit])
+    labels = {label.name: label for label in project.labels.all()}
+    known = stored(version, chosen)
+    by_label: dict[str, list[int]] = {}
+    for image_id, suggestion in known.items():
+        if (
+            suggestion["unknown"]
+            or suggestion["probability"] < threshold
+            or suggestion["label"] not in labels
+        ):
+            continue
+        by_label.setdefault(suggestion["label"], []).append(image_id)
+    labelled = 0
+    with transaction.atomic():
+        for name, ids in by_label.items():
+            # label__isnull again: someone may have labelled one by hand meanwhile; theirs wins.
+            labelled += set_label(project.images.filter(pk__in=ids, label__isnull=True), labels[name])
+    pending = 0
+    if len(known) < len(chosen):
+        refresh = request_refresh(version, user)
+        pending = len(chosen) - len(known) if refresh is not None else 0
+    return Accepted(labelled, len(chosen), max(0, total - len(chosen)), pending)
