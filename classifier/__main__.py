@@ -319,7 +319,13 @@ def cmd_engines(args) -> dict:
 
 def cmd_export_backbone(args) -> dict:
     # Import torch first so the Extractor exports here instead of starting yet another process.
-    import torch  # noqa: F401
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "exporting a backbone needs PyTorch, which this host does not have "
+            "(pip install 'pinhole[train]', or export it on a worker host into PINHOLE_BACKBONE_DIR)"
+        ) from None
 
     from .features import Extractor
 

@@ -185,6 +185,8 @@ try:
 except BackboneUnavailable as exc:
     raise ConfigError(str(exc)) from None
 PINHOLE_MODEL_CACHE = env_path("PINHOLE_MODEL_CACHE", DATA_DIR / "cache")
+# Exported backbones (webui/lib/backbones.py); unset: $PINHOLE_MODEL_CACHE/onnx.
+PINHOLE_BACKBONE_DIR = env_str("PINHOLE_BACKBONE_DIR", "") or None
 # How this host runs the networks (classifier.engines reads it itself, as above): a typo stops start-up.
 try:
     PINHOLE_ENGINE = choose_engine().precision.value

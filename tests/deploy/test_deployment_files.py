@@ -51,6 +51,8 @@ def test_the_compose_commands_name_what_exists():
     assert "gunicorn webui.wsgi" in web and (REPO / "webui" / "wsgi.py").is_file()
     assert worker.startswith("celery -A webui worker") and (REPO / "webui" / "celery.py").is_file()
     assert "-Q default,training" in worker  # a lone host's worker serves both queues
+    # and light jobs have a worker of their own, so a long training does not hold them up
+    assert "-Q default " in services["jobs-worker"]["command"]
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.gpu"])
@@ -105,3 +107,117 @@ def test_every_declared_dependency_is_pinned_within_its_range():
         assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"constraints.txt pins {name}=={pins[name]}, outside pyproject.toml's {requirement}"
         )
+
+
+def _stages(dockerfile: Path) -> dict[str, str]:
+    """Build stage name -> its instructions (continuation lines joined)."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    stages, name = {}, None
+    for line in text.splitlines():
+        if match := re.match(r"FROM \S+ AS (\w+)", line):
+            name = match.group(1)
+            stages[name] = line + "\n"
+        elif name and line.strip() and not line.lstrip().startswith("#"):
+            stages[name] += line + "\n"
+    return stages
+
+
+def test_the_web_image_carries_no_torch_and_gets_the_backbone_exported_at_build():
+    import tomllib
+
+    stages = _stages(DOCKER / "Dockerfile")
+    web_chain = stages["base"] + stages["web"]  # web is built FROM base
+    assert "FROM base AS web" in stages["web"] and "FROM base AS worker" in stages["worker"]
+    assert "torch" not in web_chain and "[train]" not in web_chain
+    assert "export-backbone efficientnet_lite0 --onnx-dir /app/backbones" in stages["worker"]
+    assert "COPY --from=worker --chown=1000:1000 /app/backbones /app/backbones" in stages["web"]
+    assert "PINHOLE_BACKBONE_DIR=/app/backbones" in stages["base"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith(("torch", "torchvision"))]
+    assert {d.split(">")[0] for d in project["optional-dependencies"]["train"]} == {"torch", "torchvision"}
+    services = compose()["services"]
+    assert services["web"]["build"]["target"] == "web" and services["worker"]["build"]["target"] == "worker"
+
+
+WITHOUT_TORCH = r'''
+import importlib.abc, sys
+
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    """The web image: torch and torchvision are not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "torchvision"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, NoTorch())
+import classifier.graphs
+
+
+def no_export(backbone, onnx_dir):
+    raise AssertionError(f"the web process tried to export {backbone}: the image must bring it exported")
+
+
+classifier.graphs.export_in_subprocess = no_export  # its child would have torch here, unlike the image
+import django
+
+django.setup()
+from django.core.management import call_command
+from django.test import Client
+from django.test.utils import setup_test_environment
+
+setup_test_environment()
+call_command("migrate", verbosity=0)
+call_command("collectstatic", "--no-input", verbosity=0)  # as the image build does
+from django.contrib.auth import get_user_model
+from webui.projects.models import Project
+
+user = get_user_model().objects.create_user("wendy", password="pw")
+project = Project.objects.create(name="No torch here", owner=user)
+client = Client()
+client.force_login(user)
+pages = ["/projects/", f"/projects/{project.pk}/", f"/projects/{project.pk}/upload/",
+         f"/projects/{project.pk}/label/", f"/projects/{project.pk}/settings/",
+         f"/projects/{project.pk}/train/", f"/projects/{project.pk}/try/"]
+for url in pages:
+    response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+with open(sys.argv[1], "rb") as photo:
+    answer = client.post(f"/projects/{project.pk}/try/predict/", {"file": photo, "mode": "pretrained"},
+                         HTTP_ACCEPT="application/json")
+assert answer.status_code == 200, answer.content[:300]
+print("TOP", answer.json()["top"][0]["label"])
+assert "torch" not in sys.modules and "torchvision" not in sys.modules
+'''
+
+
+def test_the_web_tier_works_without_torch_installed(tmp_path):
+    """Pages and a pretrained prediction in a process where torch cannot be imported, given the default
+    backbone exported beforehand (as the web image's build does)."""
+    from classifier.backbones import DEFAULT_BACKBONE
+    from classifier.features import Extractor
+    from tests.helpers import RED, png
+
+    backbones = tmp_path / "backbones"
+    Extractor(DEFAULT_BACKBONE, device="cpu", onnx_dir=backbones).load()  # the worker stage's export
+    photo = tmp_path / "red.png"
+    photo.write_bytes(png(RED, 1))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "PINHOLE_CACHE_URL", "PINHOLE_S3_BUCKET"}
+    }
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "webui.settings",
+        "PINHOLE_DATA_DIR": str(tmp_path / "data"),
+        "PINHOLE_BACKBONE_DIR": str(backbones),
+        "DJANGO_ALLOWED_HOSTS": "testserver",
+        "CELERY_SKIP_CHECKS": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, str(photo)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "TOP " in done.stdout

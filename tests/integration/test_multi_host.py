@@ -193,3 +193,86 @@ def test_a_worker_host_killed_mid_training_is_replaced_by_the_other(
     assert TrainingRun.objects.get(pk=run_id).attempts == 2
     # The killed host's child started it, the survivor's finished it.
     assert trainer_of(run_id, start_worker.training_log, workers) == [None, workers.index(survivor)]
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_host_killed_mid_batch_is_replaced_by_the_other(
+    object_store, worker_host, api, labelled_project, start_worker
+):
+    import os
+
+    from webui.serving.models import BatchPrediction
+
+    env = {
+        "PINHOLE_BROKER_VISIBILITY_TIMEOUT": "6",
+        "PINHOLE_TEST_REDIS_RESTORE_S": "1",
+        "PINHOLE_TEST_BATCH_DELAY_S": "3",
+    }
+    workers = [worker_host(name, **env)[0] for name in ("host-a", "host-b")]
+    run = wait_for_run(api, post_train(api, labelled_project)["id"], {"succeeded", "failed"}, workers[0])
+    assert run["status"] == "succeeded", run["error"]
+    response = api.post(f"/api/v1/projects/{labelled_project}/predictions/", {"scope": "all"}, format="json")
+    assert response.status_code == 202, response.json()
+    batch_id = response.json()["id"]
+
+    def batch_started():
+        # Claimed (so the kill lands inside the 3 s before its first chunk), and by which host.
+        if not BatchPrediction.objects.filter(pk=batch_id, status="running").exists():
+            return None
+        pids = [pid for event, job, pid, _ in training_events(start_worker.training_log)
+                if event == "batch-start" and job == batch_id]  # fmt: skip
+        return next((w for w in workers for pid in pids if pid in w.pool_children()), None)
+
+    victim = wait_for(batch_started, 30, "a worker to start the batch", on_timeout=workers[0].log)
+    survivor = workers[1 - workers.index(victim)]
+    os.killpg(victim.pid, signal.SIGKILL)  # the whole host, mid-batch
+
+    def finished():
+        batch = api.get(f"/api/v1/predictions/{batch_id}/").json()
+        return batch if batch["status"] in ("succeeded", "failed") else None
+
+    batch = wait_for(finished, 90, "the batch to be taken over", on_timeout=survivor.log)
+    assert batch["status"] == "succeeded", batch["error"] + survivor.log()
+    assert len(batch["results"]) == 12 and BatchPrediction.objects.get(pk=batch_id).attempts == 2
+
+
+@pytest.mark.timeout(300)
+def test_a_zip_import_through_the_web_host_is_imported_by_a_worker_from_the_bucket(
+    object_store, worker_host, api, data_dir
+):
+    import io
+    import zipfile
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+    from django.urls import reverse
+
+    worker, home = worker_host("host-a")
+    project_id = api.post("/api/v1/projects/", {"name": "Zipped"}, format="json").json()["id"]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(30):
+            label, colour = ("red", RED) if i % 2 else ("blue", BLUE)
+            archive.writestr(f"{label}/{i}.png", png(colour, 700 + i))
+        archive.writestr("notes.txt", b"not a picture")
+    browser = Client()
+    browser.force_login(api.user)
+    response = browser.post(
+        reverse("projects:upload-zip", args=[project_id]),
+        {"archive": SimpleUploadedFile("shelf.zip", buffer.getvalue(), "application/zip")},
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 202, response.json()
+    status_url = response.json()["status_url"]
+    assert len(object_store.keys(f"projects/{project_id}/imports/")) == 1  # stored in the bucket
+
+    def finished():
+        job = browser.get(status_url).json()
+        return job if job["final"] else None
+
+    job = wait_for(finished, 60, "the zip import", on_timeout=worker.log)
+    assert job["status"] == "succeeded", job["error"] + worker.log()
+    assert (job["created"], job["labels"], len(job["rejected"])) == (30, ["blue", "red"], 1)
+    assert len(object_store.keys(f"projects/{project_id}/images/")) == 30
+    assert object_store.keys(f"projects/{project_id}/imports/") == []  # the archive is gone
+    assert project_files(home) == [] and [p for p in (data_dir / "media").rglob("*") if p.is_file()] == []

@@ -12,6 +12,8 @@ integration tests set:
     PINHOLE_TEST_CRASH_TRAINING=1    os._exit() inside the task, every time (a segfault, the OOM killer)
     PINHOLE_TEST_REDIS_RESTORE_S=N   look for Redis messages past their visibility timeout every N s
                                      (kombu's default sweep runs about every 100 s)
+    PINHOLE_TEST_BATCH_DELAY_S=N     sleep N seconds before each chunk of a batch prediction, and log
+                                     "batch-start|batch-end <batch> <pid> <time>" to the training log
 """
 
 from __future__ import annotations
@@ -55,6 +57,26 @@ def _train_and_store(run, workdir):
 
 
 services._train_and_store = _train_and_store
+
+from webui.serving import batch  # noqa: E402
+
+_real_run_batch, _real_predict_stored = batch.run_batch, batch.predict_stored
+
+
+def _run_batch(batch_id):
+    _note("batch-start", batch_id)
+    try:
+        return _real_run_batch(batch_id)
+    finally:
+        _note("batch-end", batch_id)
+
+
+def _predict_stored(version, images):
+    time.sleep(float(os.environ.get("PINHOLE_TEST_BATCH_DELAY_S") or 0))
+    return _real_predict_stored(version, images)
+
+
+batch.run_batch, batch.predict_stored = _run_batch, _predict_stored
 
 if os.environ.get("PINHOLE_TEST_REDIS_RESTORE_S"):
     from webui.celery import app

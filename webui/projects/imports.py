@@ -145,7 +145,7 @@ def start_zip_import(project: Project, user, uploaded) -> ZipImport:
     if not entries:
         raise ZipRejected("the archive holds no pictures")
     uploaded.seek(0)
-    name = default_storage.save(f"imports/{project.pk}/{uuid.uuid4().hex}.zip", uploaded)
+    name = default_storage.save(f"projects/{project.pk}/imports/{uuid.uuid4().hex}.zip", uploaded)
     try:
         with transaction.atomic():
             job = ZipImport.objects.create(

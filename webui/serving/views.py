@@ -19,6 +19,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from webui.lib.backbones import backbone_dir
 from webui.projects.access import get_project_for_user
 from webui.projects.services import UploadRejected, read_image_upload
 from webui.serving.models import ShareLink
@@ -141,7 +142,7 @@ def _recognize(project, data: bytes) -> dict:
 
     inspect_image(data)  # refuse a bad file before any model loads
     backbone = project.backbone if project.backbone in BACKBONES else settings.PINHOLE_DEFAULT_BACKBONE
-    top = recognize([data], backbone=backbone, top_k=5, onnx_dir=settings.PINHOLE_MODEL_CACHE / "onnx")[0]
+    top = recognize([data], backbone=backbone, top_k=5, onnx_dir=backbone_dir())[0]
     return {
         "mode": "pretrained",
         "backbone": backbone,

@@ -28,6 +28,7 @@ from classifier.progress import ProgressReport
 from classifier.strategies import STRATEGY_CHOICES
 from webui.jobs import lifecycle
 from webui.jobs.models import JobStatus
+from webui.lib.backbones import backbone_dir
 from webui.projects.models import Image, Project
 from webui.training.artifacts import artifact_prefix, store_artifact
 from webui.training.featurecache import DatabaseFeatureCache
@@ -251,7 +252,7 @@ def extractor_for(backbone: str):
 
     with _extractors_lock:
         if backbone not in _extractors:
-            _extractors[backbone] = Extractor(backbone, onnx_dir=Path(settings.PINHOLE_MODEL_CACHE) / "onnx")
+            _extractors[backbone] = Extractor(backbone, onnx_dir=backbone_dir())
         return _extractors[backbone]
 
 

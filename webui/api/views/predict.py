@@ -26,6 +26,7 @@ from webui.api.views.base import (
     PredictThrottle,
     uploaded_image_bytes,
 )
+from webui.lib.backbones import backbone_dir
 from webui.projects.access import get_project_for_user
 from webui.serving.services import BadImage, NoModel, predict
 from webui.training.artifacts import ArtifactBroken
@@ -87,7 +88,7 @@ def extractor_for(backbone: str):
         extractor = _extractors.get(backbone)
         if extractor is None:
             # device="cpu" keeps torch out of the web process (no CUDA probe); ONNX files are cached.
-            extractor = Extractor(backbone, device="cpu", onnx_dir=settings.PINHOLE_MODEL_CACHE / "onnx")
+            extractor = Extractor(backbone, device="cpu", onnx_dir=backbone_dir())
             _extractors[backbone] = extractor
         return extractor
 
@@ -144,7 +145,7 @@ class Recognize(ModelView):
         data, backbone = _backbone_request(request)
         try:
             top = recognize(
-                [data], backbone=backbone, top_k=5, onnx_dir=settings.PINHOLE_MODEL_CACHE / "onnx"
+                [data], backbone=backbone, top_k=5, onnx_dir=backbone_dir()
             )[0]
         except (ImageError, BackboneUnavailable) as exc:
             raise BadRequest(str(exc)) from None
