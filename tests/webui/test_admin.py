@@ -316,6 +316,36 @@ def test_it_shows_batch_predictions_read_only(admin_client, project, make_versio
     assert admin_client.get(reverse("admin:serving_batchprediction_add")).status_code == 403
 
 
+@pytest.mark.parametrize(
+    "admin_name",
+    ["projects_zipimport", "serving_suggestionrefresh", "serving_batchprediction", "training_trainingrun"],
+)
+def test_every_kind_of_job_is_listed_read_only_and_can_be_cancelled(
+    admin_client, project, make_version, admin_name
+):
+    from django.apps import apps
+
+    app_label, model_name = admin_name.split("_", 1)
+    model = apps.get_model(app_label, model_name)
+    extra = {"archive": "x.zip", "name": "x.zip"} if model_name == "zipimport" else {}
+    if model_name in ("suggestionrefresh", "batchprediction"):
+        extra["version"] = make_version(project, 1)
+    queued, running = (
+        model.objects.create(project=project, status=s, **extra) for s in ("queued", "running")
+    )
+    changelist = reverse(f"admin:{admin_name}_changelist")
+    assert admin_client.get(changelist).status_code == 200
+    page = admin_client.get(reverse(f"admin:{admin_name}_change", args=[queued.pk]))
+    assert page.status_code == 200 and not page.context["adminform"].form.fields
+    response = admin_client.post(
+        changelist, {"action": "cancel", "_selected_action": [queued.pk, running.pk]}, follow=True
+    )
+    assert "Cancelled or asked to stop: 2." in response.content.decode()
+    queued.refresh_from_db()
+    running.refresh_from_db()
+    assert queued.status == "cancelled" and running.cancel_requested and running.status == "running"
+
+
 def test_it_offers_only_known_backbones_for_a_project(admin_client, project):
     url = reverse("admin:projects_project_change", args=[project.pk])
     choices = dict(admin_client.get(url).context["adminform"].form.fields["backbone"].choices)

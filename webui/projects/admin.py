@@ -6,8 +6,10 @@ from django.contrib.admin.utils import NestedObjects
 from django.db import router
 from django.db.models import Count
 
+from webui.jobs.admin import JobAdmin
 from webui.projects import services
-from webui.projects.models import Image, Label, Membership, Project
+from webui.projects.imports import cancel_import
+from webui.projects.models import Image, Label, Membership, Project, ZipImport
 
 
 class MembershipInline(admin.TabularInline):
@@ -142,3 +144,10 @@ class LabelAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Moving a label would leave its images labelled with another project's class.
         return ["project"] if obj else []
+
+
+@admin.register(ZipImport)
+class ZipImportAdmin(JobAdmin):
+    cancel_job = staticmethod(cancel_import)
+    list_display = ["__str__", "project", "status", "processed", "entries", "created_count", "created"]
+    search_fields = ["project__name", "name", "error"]

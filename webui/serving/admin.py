@@ -2,7 +2,8 @@
 
 from django.contrib import admin, messages
 
-from webui.serving.models import BatchPrediction, ShareLink
+from webui.jobs.admin import JobAdmin
+from webui.serving.models import BatchPrediction, ShareLink, SuggestionRefresh
 from webui.serving.services import revoke_link
 
 
@@ -39,34 +40,23 @@ class ShareLinkAdmin(admin.ModelAdmin):
 
 
 @admin.register(BatchPrediction)
-class BatchPredictionAdmin(admin.ModelAdmin):
-    """Read only: a worker writes these. Deleting an old one only drops its results."""
+class BatchPredictionAdmin(JobAdmin):
+    """Deleting an old one only drops its results."""
 
     list_display = ["__str__", "project", "version", "scope", "status", "progress", "created", "finished_at"]
     list_filter = ["status", "scope", "created"]
-    search_fields = ["project__name", "error"]
     list_select_related = ["project", "version__project"]
     # Results can hold thousands of rows; the count is enough here.
     exclude = ["results"]
-    readonly_fields = [
-        "project",
-        "version",
-        "scope",
-        "status",
-        "progress",
-        "result_count",
-        "error",
-        "created_by",
-        "created",
-        "finished_at",
-    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "result_count"]
 
     @admin.display(description="Results")
     def result_count(self, obj):
         return len(obj.results or [])
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.register(SuggestionRefresh)
+class SuggestionRefreshAdmin(JobAdmin):
+    list_select_related = ["project", "version__project"]

@@ -3,6 +3,7 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
+from webui.jobs.admin import JobAdmin
 from webui.serving.services import delete_version
 from webui.training.artifacts import ArtifactBroken
 from webui.training.models import (
@@ -16,17 +17,9 @@ from webui.training.models import (
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(JobAdmin):
     list_display = ["id", "project", "status", "progress", "message", "created_by", "created", "finished_at"]
-    list_filter = ["status", "created"]
     search_fields = ["project__name", "fingerprint", "error"]
-    readonly_fields = [f.name for f in TrainingRun._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ModelVersion)

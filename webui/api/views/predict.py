@@ -144,9 +144,7 @@ class Recognize(ModelView):
 
         data, backbone = _backbone_request(request)
         try:
-            top = recognize(
-                [data], backbone=backbone, top_k=5, onnx_dir=backbone_dir()
-            )[0]
+            top = recognize([data], backbone=backbone, top_k=5, onnx_dir=backbone_dir())[0]
         except (ImageError, BackboneUnavailable) as exc:
             raise BadRequest(str(exc)) from None
         return Response(
