@@ -157,11 +157,8 @@ def test_it_redirects_with_a_message_without_javascript(client_for, project, edi
 
 
 def _stored_archives(media_root) -> list:
-    return (
-        sorted(p.name for p in (media_root / "imports").rglob("*.zip"))
-        if (media_root / "imports").exists()
-        else []
-    )
+    """The archives in storage (kept under projects/<id>/imports/ until their import has ended)."""
+    return sorted(p.name for p in media_root.rglob("*.zip"))
 
 
 def test_a_refused_archive_stores_nothing(client_for, project, editor, media_root):

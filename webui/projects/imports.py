@@ -156,7 +156,7 @@ def start_zip_import(project: Project, user, uploaded) -> ZipImport:
                 entries=len(entries),
                 skipped=skipped,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
-                message="queued",
+                message=f"waiting for a worker to import {len(entries)} pictures",
             )
             transaction.on_commit(lambda: _enqueue(job.pk))
     except BaseException:

@@ -56,7 +56,7 @@ def request_refresh(version, user=None) -> SuggestionRefresh | None:
             project_id=version.project_id,
             version=version,
             created_by=user if getattr(user, "is_authenticated", False) else None,
-            message="queued",
+            message="waiting for a worker",
         )
         transaction.on_commit(lambda: _enqueue(job.pk))
     return job
