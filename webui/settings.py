@@ -285,6 +285,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"client_errors_on_one_line": {"()": "webui.lib.logs.ClientErrorsOnOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("PINHOLE_LOG_LEVEL", "INFO").upper()},
+    # Where Django logs the answers it gives: 4xx without their tracebacks.
+    "loggers": {"django.request": {"filters": ["client_errors_on_one_line"]}},
 }

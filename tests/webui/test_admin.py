@@ -355,3 +355,21 @@ def test_it_offers_only_known_backbones_for_a_project(admin_client, project):
     assert "efficientnet_typo is not one of the available choices" in response.content.decode()
     project.refresh_from_db()
     assert project.backbone == "efficientnet_lite0"
+
+
+def test_versions_show_accuracy_as_a_percentage_and_serving_ones_offer_no_delete(
+    admin_client, project, make_version
+):
+    v1, v2 = make_version(project, 1, accuracy=0.9649122807), make_version(project, 2)
+    v1.promote()
+    listing = admin_client.get(reverse("admin:training_modelversion_changelist")).content.decode()
+    assert "96.5%" in listing and "0.9649" not in listing
+    serving_page = admin_client.get(reverse("admin:training_modelversion_change", args=[v1.pk]))
+    delete_url = reverse("admin:training_modelversion_delete", args=[v1.pk])
+    assert serving_page.status_code == 200 and delete_url not in serving_page.content.decode()
+    assert "accuracy 96.5%" in serving_page.content.decode()
+    refused = admin_client.get(delete_url, follow=True).content.decode()
+    assert "serves predictions: promote another version first" in refused
+    assert ModelVersion.objects.filter(pk=v1.pk).exists()
+    other = admin_client.get(reverse("admin:training_modelversion_change", args=[v2.pk])).content.decode()
+    assert reverse("admin:training_modelversion_delete", args=[v2.pk]) in other

@@ -615,3 +615,16 @@ def test_it_requires_csrf_tokens_on_every_post(world, owner):
         if changed := _changes(before, _snapshot(world)):
             failures.append(f"POST {name} changed {changed}")
     assert not failures
+
+
+def test_a_refused_request_is_logged_on_one_line_without_a_traceback(client_for, project, viewer, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        response = client_for(viewer).post(
+            reverse("projects:delete", args=[project.pk]), {"confirm_name": "x"}
+        )
+    assert response.status_code == 403
+    [record] = [r for r in caplog.records if r.name == "django.request"]
+    assert record.getMessage() == f"Forbidden (Permission denied): /projects/{project.pk}/delete/"
+    assert record.exc_info is None and "Traceback" not in caplog.text

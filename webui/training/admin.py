@@ -2,6 +2,7 @@
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
 
 from webui.jobs.admin import JobAdmin
 from webui.serving.services import delete_version
@@ -24,14 +25,51 @@ class TrainingRunAdmin(JobAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "project", "number", "backbone", "strategy", "accuracy", "serving", "created"]
+    # "Serving" early: at 1366 px the last columns of a long list scroll out of sight.
+    list_display = ["__str__", "serving", "accuracy_shown", "strategy", "backbone", "created"]
     list_filter = ["backbone", "strategy", "created"]
     search_fields = ["project__name", "fingerprint"]
-    readonly_fields = [f.name for f in ModelVersion._meta.fields]
+    # The metrics hold every test answer and finding: a summary instead of the raw JSON.
+    exclude = ["metrics"]
+    readonly_fields = [*(f.name for f in ModelVersion._meta.fields if f.name != "metrics"), "metrics_summary"]
     actions = ["promote", "roll_back", "delete_unserving"]
 
     def has_add_permission(self, request):
         return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # A serving version cannot be deleted (promote another first): do not offer what would fail.
+        version = self.get_object(request, object_id)
+        extra = {"show_delete": not (version is not None and version.is_serving), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        version = self.get_object(request, object_id)
+        if version is not None and version.is_serving:
+            self.message_user(
+                request, f"{version} serves predictions: promote another version first, then delete it.",
+                messages.ERROR,
+            )  # fmt: skip
+            return redirect("admin:training_modelversion_change", version.pk)
+        return super().delete_view(request, object_id, extra_context)
+
+    @admin.display(description="Accuracy")
+    def accuracy_shown(self, obj):
+        return "—" if obj.accuracy is None else f"{obj.accuracy:.1%}"
+
+    @admin.display(description="Metrics")
+    def metrics_summary(self, obj):
+        metrics = obj.metrics or {}
+        parts = []
+        for key, name in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy")):
+            if isinstance(metrics.get(key), int | float):
+                parts.append(f"{name} {metrics[key]:.1%}")
+        if metrics.get("n_train"):
+            parts.append(f"learned from {metrics['n_train']} images, scored on {metrics.get('n_val', 0)}")
+        promotion = metrics.get("promotion") or {}
+        if promotion.get("reason"):
+            parts.append(f"serving decision: {promotion['reason']}")
+        return "; ".join(parts) or "—"
 
     @admin.display(boolean=True, description="Serving")
     def serving(self, obj):
