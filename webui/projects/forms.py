@@ -83,6 +83,11 @@ class ProjectSettingsForm(forms.ModelForm):
         fields = ["name", "description", "backbone", "auto_promote"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
         labels = {"auto_promote": "Serve a new version automatically when it does at least as well"}
+        # The model's help text ("when it beats the serving one") contradicted the label: a tie promotes.
+        help_texts = {
+            "auto_promote": "Both versions are scored on the test pictures they share; on a tie the new one "
+            "serves, since it learned from at least as many pictures."
+        }
 
     def __init__(self, *args, **kwargs):
         from classifier.backbones import list_backbones

@@ -100,5 +100,20 @@
     });
   });
 
+  /* Tabs wider than the screen scroll sideways: show the current one, and fade the side with more. */
+  document.querySelectorAll(".tabs").forEach((tabs) => {
+    const hint = () => {
+      tabs.classList.toggle("more-left", tabs.scrollLeft > 2);
+      tabs.classList.toggle("more-right", tabs.scrollLeft + tabs.clientWidth < tabs.scrollWidth - 2);
+    };
+    const current = tabs.querySelector("[aria-current=page], .active");
+    if (current && tabs.scrollWidth > tabs.clientWidth) {
+      tabs.scrollLeft = current.offsetLeft - (tabs.clientWidth - current.offsetWidth) / 2;
+    }
+    hint();
+    tabs.addEventListener("scroll", hint, { passive: true });
+    window.addEventListener("resize", hint);
+  });
+
   window.Pinhole = { csrfToken, post, upload, toast, formatBytes, watchJob };
 })();

@@ -1,0 +1,62 @@
+"""Details a newcomer hit (issue 13), checked in Chromium: flash icons that show, tabs that say there is
+more on a phone, and file buttons that show keyboard focus.
+
+Its own project; it runs after test_flows.py (file order), whose first flow expects alice to start with
+no project.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.e2e
+
+
+def _new_project(page, name: str) -> None:
+    page.get_by_role("link", name="+ New project").click()
+    page.fill("#id_name", name)
+    page.get_by_role("button", name="Create project").click()
+
+
+def test_a_flash_message_shows_its_icon(live_app, sign_in):
+    page = sign_in("alice")
+    _new_project(page, "Icons")
+    message = page.locator(".messages li").first
+    expect(message).to_be_visible()
+    icon, text = message.evaluate(
+        "li => [getComputedStyle(li, '::before').backgroundColor, getComputedStyle(li, '::before').color]"
+    )
+    assert icon != text, f"the icon's disc and its glyph have the same colour ({icon})"
+
+
+def test_phone_tabs_show_the_current_one_and_hint_at_the_rest(live_app, sign_in, shot):
+    page = sign_in("alice", viewport={"width": 390, "height": 844})
+    _new_project(page, "Tabs on a phone")
+    tabs = page.get_by_role("navigation", name="Project")
+    expect(tabs).to_have_class("tabs more-right")  # Overview shows; more tabs to the right
+    tabs.get_by_role("link", name="Settings", exact=True).click()
+    tabs = page.get_by_role("navigation", name="Project")
+    current = tabs.locator("[aria-current=page]")
+    expect(current).to_have_text("Settings")
+    box = current.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # scrolled into view
+    expect(tabs).to_have_class("tabs more-left")
+    shot(page, "01-settings-tab-on-a-phone")
+
+
+def test_the_file_buttons_show_keyboard_focus(live_app, sign_in):
+    page = sign_in("alice")
+    _new_project(page, "Focus")
+    page.get_by_role("navigation", name="Project").get_by_role("link", name="Upload", exact=True).click()
+    label = page.locator("label[for=pick-files]")
+    unfocused = label.evaluate("label => getComputedStyle(label).boxShadow")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "pick-files":
+            break
+    else:
+        pytest.fail("Tab never reached the file input")
+    assert label.evaluate("label => getComputedStyle(label).boxShadow") != unfocused
+    page.keyboard.press("Tab")  # the focus moves on, and the ring with it
+    assert label.evaluate("label => getComputedStyle(label).boxShadow") == unfocused
