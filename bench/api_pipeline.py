@@ -73,7 +73,7 @@ class Site:
         _manage(self.env, "migrate", "--no-input")
         _manage(self.env, "collectstatic", "--no-input", "-v0")
         _manage(self.env, "ensure_admin")
-        token = _manage(self.env, "drf_create_token", "bench").split()[2]
+        token = _manage(self.env, "create_api_token", "bench", "--name", "bench").strip()
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {token}"
         log = open(data_dir / "site.log", "w")  # noqa: SIM115 - closed with the processes

@@ -4,6 +4,8 @@ from django.http import JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from webui.api import pages as api_pages
+
 
 def healthz(request):
     """Liveness for load balancers: the process answers and the database is reachable."""
@@ -15,6 +17,8 @@ def healthz(request):
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="projects:list", permanent=False)),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/tokens/", api_pages.tokens, name="api-tokens"),
+    path("accounts/tokens/<int:token_id>/revoke/", api_pages.revoke, name="api-token-revoke"),
     path("admin/", admin.site.urls),
     path("projects/", include("webui.projects.urls")),
     path("projects/<int:project_id>/", include("webui.training.urls")),

@@ -223,13 +223,14 @@ def start_worker(tmp_path, data_dir, use_broker, transactional_db):
 @pytest.fixture
 def api(transactional_db, django_user_model):
     """An APIClient authenticated by token as a fresh user."""
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from webui.api.models import ApiToken
+
     user = django_user_model.objects.create_user(username="ingrid", password="pw-ingrid")
-    token = Token.objects.create(user=user)
+    _token, key = ApiToken.create_for(user, "integration tests")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     client.user = user
     return client
 

@@ -194,6 +194,8 @@ EXCLUDED = {
     "serving:public": "public share page: the token is the key (tests/webui/test_share.py)",
     "serving:public_predict": "public share prediction by token, csrf-exempt for embeds (test_share.py)",
     "serving:embed": "public embeddable share page by token (tests/webui/test_share.py)",
+    "api-tokens": "the caller's own API tokens, no project ids (tests/webui/test_api_tokens.py)",
+    "api-token-revoke": "revokes only the caller's own token, 404 otherwise (tests/webui/test_api_tokens.py)",
 }
 
 

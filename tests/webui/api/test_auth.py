@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
 
 
 def test_it_accepts_a_token(project, owner):
-    token = Token.objects.create(user=owner)
+    from webui.api.models import ApiToken
+
+    _token, key = ApiToken.create_for(owner, "a script")
     api = APIClient()
-    response = api.get("/api/v1/projects/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    response = api.get("/api/v1/projects/", HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 200
     assert [p["id"] for p in response.json()] == [project.pk]
     created = api.post(
-        "/api/v1/projects/", {"name": "By token"}, format="json", HTTP_AUTHORIZATION=f"Token {token.key}"
+        "/api/v1/projects/", {"name": "By token"}, format="json", HTTP_AUTHORIZATION=f"Token {key}"
     )
     assert created.status_code == 201  # no CSRF token needed: a header token cannot be forged cross-site
 

@@ -40,9 +40,9 @@ def _keep_the_test_connection():
 
 @pytest.fixture
 def owner_token(owner, project):
-    from rest_framework.authtoken.models import Token
+    from webui.api.models import ApiToken
 
-    return Token.objects.create(user=owner).key
+    return ApiToken.create_for(owner, "fuzzing")[1]
 
 
 @pytest.fixture

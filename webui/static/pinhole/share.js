@@ -1,4 +1,4 @@
-/* Share page: copy the new link or the embed code to the clipboard. */
+/* Copy buttons ([data-copy] names the field): the share page's link and embed code, a new API key. */
 (function () {
   "use strict";
   document.querySelectorAll("[data-copy]").forEach(function (button) {
