@@ -114,3 +114,21 @@ def test_it_explains_a_serving_model_that_cannot_load(client_for, project, viewe
     )
     assert response.status_code == 409
     assert "The serving model cannot answer: v1 cannot serve" in response.json()["detail"]
+
+
+def test_the_try_page_shows_how_to_ask_from_a_script_with_the_real_address(
+    client_for, project, viewer, make_version
+):
+    import re
+
+    from django.urls import resolve
+
+    body = client_for(viewer).get(reverse("serving:try", args=[project.pk])).content.decode()
+    assert 'id="from-a-script"' not in body  # nothing serves yet: no snippet to try
+    make_version(project, 1).promote()
+    body = client_for(viewer).get(reverse("serving:try", args=[project.pk])).content.decode()
+    urls = set(re.findall(r"http://testserver(/api/v1/[^\s\"<]+)", body))
+    assert len(urls) == 1, urls  # curl and Python name the same address
+    match = resolve(urls.pop())
+    assert match.view_name == "api:predict" and match.kwargs == {"project_id": project.pk}
+    assert reverse("api-tokens") in body and "PINHOLE_TOKEN" in body

@@ -131,6 +131,7 @@ def try_page(request, project_id: int):
         "serving": serving,
         "labels": _labels_for(project, serving),
         "can_edit": project.can_edit(request.user),
+        "api_root": request.build_absolute_uri("/api/v1/"),
     }
     return render(request, "serving/try.html", context)
 
