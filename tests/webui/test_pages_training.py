@@ -168,6 +168,21 @@ def test_it_shows_why_training_was_refused(client_for, project, owner, media_roo
     assert not TrainingRun.objects.exists()
 
 
+def test_the_train_button_is_disabled_until_training_can_start(client_for, labelled, owner):
+    import re
+
+    from webui.projects.models import Project
+
+    empty = Project.objects.create(name="Empty", owner=owner)
+
+    def button(project_id):
+        body = client_for(owner).get(reverse("training:train", args=[project_id])).content.decode()
+        return re.search(r'<button type="submit" class="btn btn-primary btn-lg[^>]*>', body).group(0)
+
+    assert "disabled" in button(empty.pk) and 'aria-describedby="not-ready"' in button(empty.pk)
+    assert "disabled" not in button(labelled.pk)
+
+
 def test_it_shows_unusable_backbones_disabled_with_the_reason(client_for, project, owner, monkeypatch):
     import classifier.backbones
 
