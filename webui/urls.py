@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -14,6 +15,12 @@ def healthz(request):
     return JsonResponse({"ok": True})
 
 
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page links: send them to the real icon, not a 404.
+    (Resolved per request: the static manifest may not exist yet when the URLs are imported.)"""
+    return HttpResponsePermanentRedirect(static("pinhole/favicon.svg"))
+
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="projects:list", permanent=False)),
     path("accounts/", include("django.contrib.auth.urls")),
@@ -25,6 +32,7 @@ urlpatterns = [
     path("", include("webui.serving.urls")),
     path("api/v1/", include("webui.api.urls")),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon),
 ]
 
 admin.site.site_header = "Pinhole administration"

@@ -183,6 +183,7 @@ EXCLUDED_PREFIXES = {
 EXCLUDED = {
     "route:": "the site root only redirects to projects:list, which is swept",
     "healthz": "health check for load balancers: public by design, answers {ok: true} and nothing else",
+    "route:favicon.ico": "a redirect to the static icon: public by design, no data",
     "login": "the sign-in page itself: public by design",
     "logout": "signing out: public by design, touches only the caller's own session",
     "password_change": "Django's own view, the caller's own password; no project ids",
@@ -630,3 +631,8 @@ def test_a_refused_request_is_logged_on_one_line_without_a_traceback(client_for,
     [record] = [r for r in caplog.records if r.name == "django.request"]
     assert record.getMessage() == f"Forbidden (Permission denied): /projects/{project.pk}/delete/"
     assert record.exc_info is None and "Traceback" not in caplog.text
+
+
+def test_the_favicon_is_found_where_browsers_look(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("pinhole/favicon.svg")
