@@ -186,20 +186,25 @@ def test_the_train_button_is_disabled_until_training_can_start(client_for, label
 def test_it_shows_unusable_backbones_disabled_with_the_reason(client_for, project, owner, monkeypatch):
     import classifier.backbones
 
+    reason = (
+        "weights file resnet50-11ad3fa6.pth not found; put it in /root/.cache/torch/hub/checkpoints "
+        "(from https://download.pytorch.org/models/resnet50-11ad3fa6.pth) or set PINHOLE_ALLOW_DOWNLOADS=true "
+        "on a host that is online"
+    )
     rows = [
         {"name": "efficientnet_lite0", "usable": True, "reason": "", "notes": "fast", "default": True},
-        {
-            "name": "resnet50",
-            "usable": False,
-            "reason": "weights file not found",
-            "notes": "big",
-            "default": False,
-        },
+        {"name": "resnet50", "usable": False, "reason": reason, "notes": "big", "default": False},
     ]
     monkeypatch.setattr(classifier.backbones, "list_backbones", lambda: rows)
     body = client_for(owner).get(reverse("training:train", args=[project.pk])).content.decode()
-    assert 'value="resnet50" disabled' in body and "Unavailable: weights file not found" in body
-    assert 'value="efficientnet_lite0" checked' in body
+    assert 'value="resnet50" disabled' in body and 'value="efficientnet_lite0" checked' in body
+    # People are told what it means for them; server paths and settings are for administrators.
+    assert "Unavailable on this server: its weights are not installed" in body
+    assert "/root/.cache" not in body and "PINHOLE_" not in body
+    owner.is_staff = True
+    owner.save()
+    body = client_for(owner).get(reverse("training:train", args=[project.pk])).content.decode()
+    assert "/root/.cache/torch/hub/checkpoints" in body and "PINHOLE_ALLOW_DOWNLOADS" in body
 
 
 def test_it_reports_progress_in_the_polled_partial(client_for, run, viewer):

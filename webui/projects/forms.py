@@ -94,9 +94,11 @@ class ProjectSettingsForm(forms.ModelForm):
 
         super().__init__(*args, **kwargs)
         usable = [b for b in list_backbones() if b["usable"] or b["name"] == self.instance.backbone]
+        # Names only: with the notes, the options were cut off on a phone. The notes are in the help.
         self.fields["backbone"] = forms.ChoiceField(
-            choices=[(b["name"], f"{b['name']} — {b['notes']}") for b in usable],
-            help_text="The pretrained network for the next training; earlier versions keep theirs.",
+            choices=[(b["name"], b["name"] + (" (default)" if b.get("default") else "")) for b in usable],
+            help_text="The pretrained network for the next training; earlier versions keep theirs. "
+            + " ".join(f"{b['name']}: {b['notes'].rstrip('.')}." for b in usable),
         )
 
 
