@@ -60,3 +60,43 @@ def test_the_file_buttons_show_keyboard_focus(live_app, sign_in):
     assert label.evaluate("label => getComputedStyle(label).boxShadow") != unfocused
     page.keyboard.press("Tab")  # the focus moves on, and the ring with it
     assert label.evaluate("label => getComputedStyle(label).boxShadow") == unfocused
+
+
+def _pictures(n: int) -> list[dict]:
+    import io
+
+    from PIL import Image
+
+    out = []
+    for i in range(n):
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 40), (40 * i % 256, 120, 200)).save(buffer, "PNG")
+        out.append({"name": f"p{i}.png", "mimeType": "image/png", "buffer": buffer.getvalue()})
+    return out
+
+
+def test_on_a_phone_the_label_bar_shows_every_button_and_the_toast_stays_above_it(live_app, sign_in, shot):
+    page = sign_in("alice", viewport={"width": 390, "height": 844})
+    page.get_by_role("link", name="+ New project").click()
+    page.fill("#id_name", "Bar on a phone")
+    page.fill("#id_labels", "ants, bees")
+    page.get_by_role("button", name="Create project").click()
+    page.get_by_role("navigation", name="Project").get_by_role("link", name="Upload", exact=True).click()
+    page.set_input_files("#pick-files", _pictures(3))
+    expect(page.locator("#done-text")).to_have_text("3 added.", timeout=30_000)
+    page.get_by_role("navigation", name="Project").get_by_role("link", name="Label", exact=True).click()
+
+    bar = page.locator("#actionbar")
+    for button in bar.locator("button:visible").all():
+        box = button.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (button.inner_text(), box)
+    page.locator("#grid .tile").first.click()
+    page.keyboard.press("1")
+    toast = page.locator("#toast.show")
+    expect(toast).to_have_text("ants · 1")
+    assert toast.bounding_box()["y"] + toast.bounding_box()["height"] <= bar.bounding_box()["y"]
+    filters = page.get_by_role("navigation", name="Show")
+    expect(filters.get_by_role("link", name="Unlabeled")).to_have_text("Unlabeled 2")  # counts follow
+    expect(filters.get_by_role("link", name="ants")).to_have_text("ants 1")
+    expect(filters.get_by_role("link", name="All")).to_have_text("All 3")
+    shot(page, "01-labelled-on-a-phone")

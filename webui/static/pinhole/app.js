@@ -58,6 +58,10 @@
       document.body.appendChild(box);
     }
     box.textContent = text;
+    // Above a sticky action bar (the label page), never over the buttons the person is using.
+    const bar = document.getElementById("actionbar");
+    const barTop = bar ? bar.getBoundingClientRect().top : window.innerHeight;
+    box.style.bottom = Math.max(20, window.innerHeight - barTop + 12) + "px";
     box.className = "toast show " + (kind || "");
     clearTimeout(box._timer);
     box._timer = setTimeout(() => { box.className = "toast " + (kind || ""); }, 2600);

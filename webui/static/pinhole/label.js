@@ -78,6 +78,12 @@
 
   // --- applying -------------------------------------------------------------------------------
 
+  /* The filter counts (All, Unlabeled, one per label) follow what was just saved, as a reload would show. */
+  function recount(bucket, delta) {
+    const counter = document.querySelector('.filters [data-count="' + bucket + '"]');
+    if (counter) counter.textContent = Math.max(0, parseInt(counter.textContent, 10) + delta);
+  }
+
   function paint(tile, label) {
     tile.dataset.labelId = label ? String(label.id) : "";
     const cap = tile.querySelector(".tile-cap");
@@ -117,11 +123,14 @@
     }
     const all = tiles();
     const last = Math.max(...list.map((t) => all.indexOf(t)));
+    list.forEach((t) => recount(t.dataset.labelId || "", -1));
     if (value === "delete") {
+      recount("all", -list.length);
       list.forEach((t) => t.remove());
       Pinhole.toast("Deleted " + result.body.changed);
     } else {
       const label = value === "none" ? null : byId.get(String(value));
+      recount(label ? String(label.id) : "", list.length);
       list.forEach((t) => paint(t, label));
       Pinhole.toast((label ? label.name : "Unlabelled") + " · " + list.length, "ok");
     }
