@@ -99,4 +99,10 @@ def test_on_a_phone_the_label_bar_shows_every_button_and_the_toast_stays_above_i
     expect(filters.get_by_role("link", name="Unlabeled")).to_have_text("Unlabeled 2")  # counts follow
     expect(filters.get_by_role("link", name="ants")).to_have_text("ants 1")
     expect(filters.get_by_role("link", name="All")).to_have_text("All 3")
+
+    page.locator("#labels summary").click()  # add a label: the panel stays open for the next one
+    page.get_by_label("New label name").fill("wasps")
+    page.get_by_role("button", name="Add label").click()
+    expect(page.locator(".messages")).to_contain_text("Added the label “wasps”.")
+    expect(page.locator("#labels")).to_have_attribute("open", "")
     shot(page, "01-labelled-on-a-phone")

@@ -5,6 +5,10 @@
 (function () {
   "use strict";
 
+  // Back from adding, renaming or deleting a label (their forms return to #labels): keep the panel open.
+  const panel = document.getElementById("labels");
+  if (panel && window.location.hash === "#labels") panel.open = true;
+
   document.querySelectorAll("form[data-confirm]").forEach((form) => {
     form.addEventListener("submit", (e) => { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
   });
