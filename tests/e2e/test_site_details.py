@@ -57,9 +57,10 @@ def test_the_file_buttons_show_keyboard_focus(live_app, sign_in):
             break
     else:
         pytest.fail("Tab never reached the file input")
-    assert label.evaluate("label => getComputedStyle(label).boxShadow") != unfocused
+    ring = "(want) => getComputedStyle(document.querySelector('label[for=pick-files]')).boxShadow "
+    page.wait_for_function(ring + "!== want", arg=unfocused, timeout=3000)  # (the ring fades in)
     page.keyboard.press("Tab")  # the focus moves on, and the ring with it
-    assert label.evaluate("label => getComputedStyle(label).boxShadow") == unfocused
+    page.wait_for_function(ring + "=== want", arg=unfocused, timeout=3000)
 
 
 def _pictures(n: int) -> list[dict]:
@@ -106,3 +107,9 @@ def test_on_a_phone_the_label_bar_shows_every_button_and_the_toast_stays_above_i
     expect(page.locator(".messages")).to_contain_text("Added the label “wasps”.")
     expect(page.locator("#labels")).to_have_attribute("open", "")
     shot(page, "01-labelled-on-a-phone")
+
+    page.goto(page.url.split("#")[0])  # from the keyboard: the first Tab offers the way to the pictures
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to the pictures"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.classList.contains('tile')")

@@ -27,6 +27,9 @@
   let focusIndex = 0;
   let busy = false;
 
+  const skip = document.querySelector("[data-skip-to-tiles]");
+  if (skip) skip.addEventListener("click", (e) => { e.preventDefault(); focusTile(0, true); });
+
   function focusTile(index, scroll) {
     const all = tiles();
     if (!all.length) return;
@@ -171,6 +174,8 @@
     if (e.target.closest("input, textarea, select, [contenteditable]")) return;
     if (e.altKey || (e.metaKey && e.key !== "a") || (e.ctrlKey && e.key !== "a")) return;
     const key = e.key;
+    // Enter and Space belong to the focused link or button (the skip link, "Accept suggestions"...).
+    if ((key === " " || key === "Enter") && e.target.closest("a, button, summary")) return;
     let handled = true;
     if (key === "ArrowRight") focusTile(focusIndex + 1, true);
     else if (key === "ArrowLeft") focusTile(focusIndex - 1, true);
