@@ -52,6 +52,7 @@ def test_upload_of_a_thousand_pictures(live_app, sign_in, shot):
     expect(page.locator("#n-bad")).to_have_text("0")
     expect(page.locator("#progress-bytes")).to_have_text(f"{COUNT} of {COUNT} files")
     expect(page.locator("#image-count")).to_have_text(str(COUNT))
+    expect(page.locator("#go-label")).to_have_text("Label the new pictures")  # they came without labels
     shot(page, "01-uploaded")
 
     page.get_by_role("navigation", name="Project").get_by_role("link", name="Label", exact=True).click()

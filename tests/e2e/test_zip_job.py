@@ -62,6 +62,9 @@ def test_a_zip_of_two_thousand_pictures_is_imported_by_a_job_while_the_site_answ
     assert answered_mid_import >= 1, "no page was asked for while the import ran"
     expect(page.locator("#done-text")).to_have_text(f"{COUNT} added. Labels from the folders: left, right.")
     expect(page.locator("#n-bad")).to_have_text("0")
+    # Every picture came labelled by its folder: what comes next is training, not labelling.
+    expect(page.locator("#go-label")).to_have_text("Train a model")
+    assert page.locator("#go-label").get_attribute("href").endswith("/train/")
     shot(page, "01-imported")
 
     page.reload()  # the upload page lists the import, and the project holds every picture

@@ -66,7 +66,7 @@ def test_it_imports_folders_as_labels(client_for, project, editor, media_root):
     body = _imported(client_for(editor), project, _zip(entries))
     assert body["status"] == "succeeded" and body["progress"] == 1.0 and body["processed"] == 6
     assert body["created"] == 6 and body["duplicates"] == 0 and body["rejected"] == []
-    assert body["labels"] == ["ants", "bees"] and body["skipped"] == 2
+    assert body["labels"] == ["ants", "bees"] and body["skipped"] == 2 and body["unlabeled"] == 1
     counts = {label.name: label.images.count() for label in project.labels.all()}
     assert counts == {"ants": 3, "bees": 2}
     assert project.images.filter(label__isnull=True).count() == 1

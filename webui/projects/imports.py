@@ -209,6 +209,7 @@ class _Position:
         ZipImport.objects.filter(pk=job.pk).update(
             processed=job.processed,
             created_count=job.created_count,
+            created_unlabeled=job.created_unlabeled,
             duplicates=job.duplicates,
             rejected=job.rejected,
             labels=job.labels,
@@ -306,5 +307,6 @@ def _import_one(job: ZipImport, archive: zipfile.ZipFile, entry: ZipEntry, label
         return
     if ingested.created:
         job.created_count += 1
+        job.created_unlabeled += int(label is None)
     else:
         job.duplicates += 1

@@ -21,7 +21,7 @@
   const labelSelect = $("upload-label");
   const folderLabels = $("folder-labels");
 
-  const state = { queue: [], total: 0, totalBytes: 0, sentBytes: 0, added: 0, dup: 0, bad: 0,
+  const state = { queue: [], total: 0, totalBytes: 0, sentBytes: 0, added: 0, unlabeled: 0, dup: 0, bad: 0,
     running: 0, stopped: false, counted: 0, refusedShown: 0, refusedHidden: 0 };
 
   // --- collecting files -------------------------------------------------------------------------
@@ -189,7 +189,8 @@
         return;
       }
       const image = images[i++];
-      if (image && image.duplicate) state.dup += 1; else state.added += 1;
+      if (image && image.duplicate) state.dup += 1;
+      else { state.added += 1; if (!entry.label) state.unlabeled += 1; }
       entry.li.remove();
     });
     redraw();
@@ -248,6 +249,11 @@
     if (state.bad) parts.push(state.bad + " refused");
     if (state.stopped && state.queue.length) parts.push(state.queue.length + " not sent");
     $("done-text").textContent = parts.join(", ") + ".";
+    // Pictures without a label go to labelling next; when every new one came labelled, to training.
+    const next = $("go-label");
+    const toLabel = state.unlabeled > 0;
+    next.textContent = toLabel ? "Label the new pictures" : "Train a model";
+    next.href = toLabel ? root.dataset.labelUrl + "?show=unlabeled" : root.dataset.trainUrl;
     $("done-box").hidden = false;
     const count = $("image-count");
     if (count) count.textContent = parseInt(count.textContent, 10) + state.added - state.counted;
@@ -299,6 +305,7 @@
 
   function zipFinished(file, job) {
     state.added += job.created;
+    state.unlabeled += job.unlabeled;
     state.dup += job.duplicates;
     (job.rejected || []).forEach((r) => refuse({ file: { name: r.name } }, r.error));
     state.total += job.created + job.duplicates + (job.rejected || []).length;
