@@ -186,7 +186,9 @@ class ZipImport(Job):
     # How far the import got, saved as it goes so a worker taking over continues where it stopped.
     processed = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)
-    created_unlabeled = models.PositiveIntegerField(default=0, help_text="Of those, how many came with no label.")
+    created_unlabeled = models.PositiveIntegerField(
+        default=0, help_text="Of those, how many came with no label."
+    )
     duplicates = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(
         default=0, help_text="Folders and system files (.DS_Store, __MACOSX/)."
