@@ -184,6 +184,7 @@ def upload(request, project_id):
         "can_edit": project.can_edit(request.user),
         "labels": project.labels.all(),
         "image_count": project.images.count(),
+        "unlabeled_count": project.images.filter(label__isnull=True).count(),
         "max_files": settings.PINHOLE_MAX_FILES_PER_REQUEST,
         "max_image_mb": settings.PINHOLE_MAX_IMAGE_MB,
         "zip_limits": limits,

@@ -50,7 +50,8 @@
     } else {
       box.appendChild(el("p", "answer-kicker", "Looks like"));
       var title = el("p", "answer-title", body.label);
-      title.appendChild(el("span", "answer-title-pct", " " + pct(body.probability)));
+      // Say what the number is: a bare "79 %" beside the label read as anything.
+      title.appendChild(el("span", "answer-title-pct", " " + pct(body.probability) + " sure"));
       box.appendChild(title);
       box.appendChild(bars(body.top, false));
     }

@@ -21,8 +21,27 @@
   const labelSelect = $("upload-label");
   const folderLabels = $("folder-labels");
 
-  const state = { queue: [], total: 0, totalBytes: 0, sentBytes: 0, added: 0, unlabeled: 0, dup: 0, bad: 0,
-    running: 0, stopped: false, counted: 0, refusedShown: 0, refusedHidden: 0 };
+  // One round of uploading: from the first file added while nothing was going on to the last answer.
+  const state = { queue: [], total: 0, totalBytes: 0, sentBytes: 0, added: 0, dup: 0, bad: 0,
+    running: 0, zips: 0, stopped: false, refusedShown: 0, refusedHidden: 0 };
+  // Unlabeled pictures in the project: those it had when the page loaded, plus every one added since.
+  let projectUnlabeled = parseInt(root.dataset.unlabeled || "0", 10);
+
+  /* A new round starts from zero: counters that added up across rounds ("490 of 490") said nothing. */
+  function newRoundIfIdle() {
+    if (state.running || state.zips || state.queue.length) return;
+    Object.assign(state, { total: 0, totalBytes: 0, sentBytes: 0, added: 0, dup: 0, bad: 0,
+      stopped: false, refusedShown: 0, refusedHidden: 0 });
+    $("refused-list").textContent = "";
+    $("refused-more").textContent = "";
+    $("refused").hidden = true;
+  }
+
+  /* "In this project" follows every picture as it is stored, not only at the end. */
+  function countStored(n) {
+    const count = $("image-count");
+    if (count && n) count.textContent = parseInt(count.textContent, 10) + n;
+  }
 
   // --- collecting files -------------------------------------------------------------------------
 
@@ -37,6 +56,7 @@
   }
 
   function add(files) {
+    newRoundIfIdle();
     const zips = [];
     let added = 0;
     for (const item of files) {
@@ -190,7 +210,7 @@
       }
       const image = images[i++];
       if (image && image.duplicate) state.dup += 1;
-      else { state.added += 1; if (!entry.label) state.unlabeled += 1; }
+      else { state.added += 1; countStored(1); if (!entry.label) projectUnlabeled += 1; }
       entry.li.remove();
     });
     redraw();
@@ -211,7 +231,7 @@
       if (batch.length) await send(batch);
     }
     state.running -= 1;
-    if (!state.running) finished();
+    if (!state.running && !state.zips) finished();
   }
 
   function start() {
@@ -249,15 +269,12 @@
     if (state.bad) parts.push(state.bad + " refused");
     if (state.stopped && state.queue.length) parts.push(state.queue.length + " not sent");
     $("done-text").textContent = parts.join(", ") + ".";
-    // Pictures without a label go to labelling next; when every new one came labelled, to training.
+    // Pictures without a label go to labelling next; when the project has none left, to training.
     const next = $("go-label");
-    const toLabel = state.unlabeled > 0;
+    const toLabel = projectUnlabeled > 0;
     next.textContent = toLabel ? "Label the new pictures" : "Train a model";
     next.href = toLabel ? root.dataset.labelUrl + "?show=unlabeled" : root.dataset.trainUrl;
     $("done-box").hidden = false;
-    const count = $("image-count");
-    if (count) count.textContent = parseInt(count.textContent, 10) + state.added - state.counted;
-    state.counted = state.added;
     $("active-title").hidden = true;
   }
 
@@ -266,6 +283,7 @@
   // --- zip ----------------------------------------------------------------------------------------
 
   async function importZip(file) {
+    newRoundIfIdle();
     $("progress").hidden = false;
     $("done-box").hidden = true;
     $("progress-title").textContent = "Importing " + file.name;
@@ -275,6 +293,7 @@
       return;
     }
     row(entry);
+    state.zips += 1;
     const form = new FormData();
     form.append("archive", file, file.name);
     const result = await Pinhole.upload(ZIP_URL, form, (fraction) => {
@@ -283,6 +302,7 @@
     });
     const queued = result.body || {};
     if (!result.ok) {
+      state.zips -= 1;
       entry.li.remove();
       refuse(entry, queued.error || "the server did not answer (" + result.status + ")");
       $("progress-title").textContent = "Zip not imported";
@@ -304,14 +324,16 @@
   }
 
   function zipFinished(file, job) {
+    state.zips -= 1;
     state.added += job.created;
-    state.unlabeled += job.unlabeled;
+    countStored(job.created);
+    projectUnlabeled += job.unlabeled;
     state.dup += job.duplicates;
     (job.rejected || []).forEach((r) => refuse({ file: { name: r.name } }, r.error));
     state.total += job.created + job.duplicates + (job.rejected || []).length;
     $("progress-title").textContent = job.status === "succeeded" ? "Imported " + file.name
       : "Import of " + file.name + " " + job.status + (job.error ? ": " + job.error : "");
-    if (!state.running) finished();
+    if (!state.running && !state.zips) finished();
     if (job.labels && job.labels.length) {
       $("done-text").textContent += " Labels from the folders: " + job.labels.join(", ") + ".";
     }
