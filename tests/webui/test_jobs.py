@@ -108,7 +108,7 @@ def test_a_heartbeat_thread_keeps_a_long_step_alive(make_job, model, transaction
 
 def test_a_starting_worker_sends_again_the_jobs_of_its_queues_whose_message_was_lost(make_job, monkeypatch):
     sent = []
-    monkeypatch.setattr(lifecycle, "enqueue", lambda model, job_id, task: sent.append((model, job_id)))
+    monkeypatch.setattr(lifecycle, "enqueue", lambda model, job_id: sent.append((model, job_id)))
     long_ago = timezone.now() - timedelta(hours=1)
     lost, dead = {}, {}
     for model in KINDS:
@@ -126,8 +126,17 @@ def test_a_starting_worker_sends_again_the_jobs_of_its_queues_whose_message_was_
     assert set(sent) == {(TrainingRun, lost[TrainingRun].pk), (TrainingRun, dead[TrainingRun].pk)}
 
 
-def test_every_kind_of_job_has_a_recoverer():
+def test_every_kind_of_job_names_a_task_on_the_queue_its_recovery_sweeps():
+    from django.apps import apps
     from django.utils.module_loading import import_string
 
-    names = [name for names in recovery.RECOVERERS.values() for name in names]
-    assert len(names) == len(KINDS) and all(callable(import_string(name)) for name in names)
+    from webui.celery import app
+    from webui.jobs.models import Job
+
+    kinds = {m for m in apps.get_models() if issubclass(m, Job)}
+    assert kinds == set(KINDS)
+    swept = {kind: queue for queue, names in recovery.JOB_KINDS.items() for kind in names}
+    for model in kinds:
+        task = import_string(model.task)
+        routed = app.amqp.router.route({}, task.name)["queue"].name
+        assert swept[model._meta.label] == routed, (model, routed)

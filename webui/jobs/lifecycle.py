@@ -17,9 +17,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from classifier.errors import Cancelled
 from webui.jobs.models import FINAL_STATES, InvalidTransition, Job, JobStatus
@@ -36,11 +37,11 @@ def stale_after() -> timedelta:
     return timedelta(seconds=settings.PINHOLE_HEARTBEAT_STALE_S)
 
 
-def enqueue(model: type[Job], job_id: int, task) -> None:
-    """Hand the job to the queue; if the broker is unreachable, fail the job with a message instead of
-    leaving it queued for ever."""
+def enqueue(model: type[Job], job_id: int) -> None:
+    """Hand the job to its task's queue; if the broker is unreachable, fail the job with a message
+    instead of leaving it queued for ever."""
     try:
-        task.delay(job_id)
+        import_string(model.task).delay(job_id)
     except Exception as exc:  # kombu raises OperationalError and friends from the transport
         log.exception("could not enqueue %s %s", model.noun, job_id)
         model.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
@@ -49,6 +50,12 @@ def enqueue(model: type[Job], job_id: int, task) -> None:
             error=f"the task queue could not be reached ({type(exc).__name__}); try again in a minute",
             message="the task queue could not be reached",
         )
+
+
+def enqueue_on_commit(job: Job) -> None:
+    """Queue the job once the transaction that made it commits (a rolled-back job is never queued)."""
+    model, job_id = type(job), job.pk
+    transaction.on_commit(lambda: enqueue(model, job_id))
 
 
 def claim(model: type[Job], job_id: int, *, on_give_up: Callable[[int], None] | None = None) -> Job | None:
@@ -150,7 +157,7 @@ class Heartbeat(threading.Thread):
         self.stopped.set()
 
 
-def recover_stale(model: type[Job], task, *, queued_for: timedelta = timedelta(minutes=2)) -> list[int]:
+def recover_stale(model: type[Job], *, queued_for: timedelta = timedelta(minutes=2)) -> list[int]:
     """Queue again the jobs whose message was lost; returns their ids.
 
     A broker without persistence (Redis restarted) or a whole worker host lost with the SQLite broker
@@ -164,7 +171,7 @@ def recover_stale(model: type[Job], task, *, queued_for: timedelta = timedelta(m
     ) | model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=now - stale_after())
     ids = list(stale.values_list("pk", flat=True))
     for job_id in ids:
-        enqueue(model, job_id, task)
+        enqueue(model, job_id)
     if ids:
         log.warning("re-queued %d %s(s) whose message was lost: %s", len(ids), model.noun, ids)
     return ids

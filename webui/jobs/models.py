@@ -47,6 +47,8 @@ class Job(models.Model):
 
     # What the job is, in words, for messages: "training run", "zip import".
     noun = "job"
+    # The Celery task that works on it, by name (so a model imports no tasks module): it takes the id.
+    task = ""
 
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress = models.FloatField(default=0.0)

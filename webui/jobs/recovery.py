@@ -1,25 +1,23 @@
 """Which jobs a starting worker looks for, by the queue it serves.
 
-Each kind of job has a `recover_stale_*` service (lifecycle.recover_stale with its model and task); a
-worker that starts calls those of the queues it consumes, so messages a broker lost are sent again.
+A worker that starts re-queues the stale jobs (lifecycle.recover_stale) of the kinds its queues carry,
+so messages a broker lost are sent again.
 """
 
 from __future__ import annotations
 
 import logging
 
-from django.utils.module_loading import import_string
+from django.apps import apps
+
+from webui.jobs import lifecycle
 
 log = logging.getLogger(__name__)
 
-# queue -> the services that re-queue that queue's lost jobs (named, so this module imports no app).
-RECOVERERS: dict[str, tuple[str, ...]] = {
-    "training": ("webui.training.services.recover_stale_runs",),
-    "default": (
-        "webui.serving.batch.recover_stale_batches",
-        "webui.serving.suggestions.recover_stale_refreshes",
-        "webui.projects.imports.recover_stale_imports",
-    ),
+# queue -> the kinds of job whose tasks it carries (app_label.Model; webui/celery.py routes the tasks).
+JOB_KINDS: dict[str, tuple[str, ...]] = {
+    "training": ("training.TrainingRun",),
+    "default": ("serving.BatchPrediction", "serving.SuggestionRefresh", "projects.ZipImport"),
 }
 
 
@@ -27,13 +25,13 @@ def recover(queues) -> dict[str, list[int]]:
     """Re-queue the lost jobs of these queues.
 
     Returns:
-        {service name: ids re-queued}; a service that fails is logged and skipped.
+        {kind: ids re-queued}; a kind whose sweep fails is logged and skipped.
     """
     found: dict[str, list[int]] = {}
     for queue in sorted(queues):
-        for name in RECOVERERS.get(queue, ()):
+        for kind in JOB_KINDS.get(queue, ()):
             try:
-                found[name] = import_string(name)()
+                found[kind] = lifecycle.recover_stale(apps.get_model(kind))
             except Exception:  # never keep a worker from starting over a recovery sweep
-                log.exception("recovering lost jobs with %s failed", name)
+                log.exception("recovering lost %s jobs failed", kind)
     return found

@@ -158,17 +158,11 @@ def start_zip_import(project: Project, user, uploaded) -> ZipImport:
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 message=f"waiting for a worker to import {len(entries)} pictures",
             )
-            transaction.on_commit(lambda: _enqueue(job.pk))
+            lifecycle.enqueue_on_commit(job)
     except BaseException:
         default_storage.delete(name)  # no row refers to it
         raise
     return job
-
-
-def _enqueue(job_id: int) -> None:
-    from webui.projects.tasks import import_zip
-
-    lifecycle.enqueue(ZipImport, job_id, import_zip)
 
 
 def cancel_import(job: ZipImport) -> ZipImport:
@@ -182,13 +176,6 @@ def cancel_import(job: ZipImport) -> ZipImport:
     if job.status == JobStatus.CANCELLED:
         _remove_archive(job.archive)
     return job
-
-
-def recover_stale_imports() -> list[int]:
-    """Queue again the imports whose message was lost (lifecycle.recover_stale)."""
-    from webui.projects.tasks import import_zip
-
-    return lifecycle.recover_stale(ZipImport, import_zip)
 
 
 @dataclass

@@ -177,6 +177,7 @@ class ZipImport(Job):
     from its central directory first), the worker ingests its entries one by one."""
 
     noun = "zip import"
+    task = "webui.projects.tasks.import_zip"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="zip_imports")
     archive = models.CharField(max_length=255, help_text="Storage name of the archive until it is imported.")

@@ -27,21 +27,8 @@ def start_batch(project, user, *, scope: str = "unlabeled", version_id: int | No
             created_by=user if getattr(user, "is_authenticated", False) else None,
             message="queued",
         )
-        transaction.on_commit(lambda: _enqueue(batch.pk))
+        lifecycle.enqueue_on_commit(batch)
     return batch
-
-
-def _enqueue(batch_id: int) -> None:
-    from webui.serving.tasks import predict_batch
-
-    lifecycle.enqueue(BatchPrediction, batch_id, predict_batch)
-
-
-def recover_stale_batches() -> list[int]:
-    """Queue again the batches whose message was lost (lifecycle.recover_stale)."""
-    from webui.serving.tasks import predict_batch
-
-    return lifecycle.recover_stale(BatchPrediction, predict_batch)
 
 
 def run_batch(batch_id: int) -> None:

@@ -99,6 +99,7 @@ class BatchPrediction(Job):
     """Predictions for many of a project's images at once, made by a worker so no request waits on them."""
 
     noun = "batch prediction"
+    task = "webui.serving.tasks.predict_batch"
 
     class Scope(models.TextChoices):
         UNLABELED = "unlabeled", "Unlabeled images"
@@ -141,6 +142,7 @@ class SuggestionRefresh(Job):
     """A worker working out the serving version's suggestions for a project's unlabeled pictures."""
 
     noun = "suggestion refresh"
+    task = "webui.serving.tasks.refresh_suggestions"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="suggestion_refreshes")
     version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")

@@ -58,21 +58,8 @@ def request_refresh(version, user=None) -> SuggestionRefresh | None:
             created_by=user if getattr(user, "is_authenticated", False) else None,
             message="waiting for a worker",
         )
-        transaction.on_commit(lambda: _enqueue(job.pk))
+        lifecycle.enqueue_on_commit(job)
     return job
-
-
-def _enqueue(job_id: int) -> None:
-    from webui.serving.tasks import refresh_suggestions
-
-    lifecycle.enqueue(SuggestionRefresh, job_id, refresh_suggestions)
-
-
-def recover_stale_refreshes() -> list[int]:
-    """Queue again the refreshes whose message was lost (lifecycle.recover_stale)."""
-    from webui.serving.tasks import refresh_suggestions
-
-    return lifecycle.recover_stale(SuggestionRefresh, refresh_suggestions)
 
 
 def run_refresh(job_id: int) -> None:

@@ -19,6 +19,7 @@ class TrainingRun(Job):
     """One request to train; a worker turns it into a ModelVersion or a readable failure."""
 
     noun = "training run"
+    task = "webui.training.tasks.train"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     params = models.JSONField(default=dict, blank=True)

@@ -120,22 +120,9 @@ def start_training(project: Project, user, params: dict | None = None) -> Traini
             created_by=user if getattr(user, "is_authenticated", False) else None,
             message="queued",
         )
-        transaction.on_commit(lambda: _enqueue(run.pk))
+        lifecycle.enqueue_on_commit(run)
     run.reused = False
     return run
-
-
-def _enqueue(run_id: int) -> None:
-    from webui.training.tasks import train
-
-    lifecycle.enqueue(TrainingRun, run_id, train)
-
-
-def recover_stale_runs() -> list[int]:
-    """Queue again the runs whose message was lost (lifecycle.recover_stale); returns their ids."""
-    from webui.training.tasks import train
-
-    return lifecycle.recover_stale(TrainingRun, train)
 
 
 def _has_version(run: TrainingRun) -> bool:
