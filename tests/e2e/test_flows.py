@@ -182,6 +182,7 @@ def test_flow1_upload_label_train(live_app, new_context, users, shot, hymenopter
 
     # Upload through the page's own file picker: the ants, then the bees.
     tab(page, "Upload").click()
+    page.wait_for_url("**/upload/")  # loaded: upload.js (deferred) listens before files are picked
     expect(page.locator("#uploader")).to_be_visible()
     shot(page, "05-upload")
     page.set_input_files("#pick-files", [str(p) for p in ants])

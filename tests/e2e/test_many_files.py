@@ -36,6 +36,7 @@ def test_upload_of_a_thousand_pictures(live_app, sign_in, shot):
     page.fill("#id_name", "Shelf photos")
     page.get_by_role("button", name="Create project").click()
     page.get_by_role("navigation", name="Project").get_by_role("link", name="Upload", exact=True).click()
+    page.wait_for_url("**/upload/")  # loaded: upload.js (deferred) listens before files are picked
 
     page.set_input_files("#pick-files", _pictures(COUNT))
     most_rows = 0

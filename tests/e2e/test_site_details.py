@@ -49,6 +49,7 @@ def test_the_file_buttons_show_keyboard_focus(live_app, sign_in):
     page = sign_in("alice")
     _new_project(page, "Focus")
     page.get_by_role("navigation", name="Project").get_by_role("link", name="Upload", exact=True).click()
+    page.wait_for_url("**/upload/")  # loaded: upload.js (deferred) listens before files are picked
     label = page.locator("label[for=pick-files]")
     unfocused = label.evaluate("label => getComputedStyle(label).boxShadow")
     for _ in range(40):
@@ -83,6 +84,7 @@ def test_on_a_phone_the_label_bar_shows_every_button_and_the_toast_stays_above_i
     page.fill("#id_labels", "ants, bees")
     page.get_by_role("button", name="Create project").click()
     page.get_by_role("navigation", name="Project").get_by_role("link", name="Upload", exact=True).click()
+    page.wait_for_url("**/upload/")  # loaded: upload.js (deferred) listens before files are picked
     page.set_input_files("#pick-files", _pictures(3))
     expect(page.locator("#done-text")).to_have_text("3 added.", timeout=30_000)
     page.get_by_role("navigation", name="Project").get_by_role("link", name="Label", exact=True).click()

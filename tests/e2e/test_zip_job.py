@@ -39,6 +39,7 @@ def test_a_zip_of_two_thousand_pictures_is_imported_by_a_job_while_the_site_answ
     page.fill("#id_name", "Zipped shelf")
     page.get_by_role("button", name="Create project").click()
     page.get_by_role("navigation", name="Project").get_by_role("link", name="Upload", exact=True).click()
+    page.wait_for_url("**/upload/")  # loaded: upload.js (deferred) listens before files are picked
     projects_url = live_app.url + "/projects/"
 
     page.set_input_files(
