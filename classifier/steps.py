@@ -30,7 +30,7 @@ from .progress import StepFn
 from .strategies import Strategy
 
 MIN_PER_LABEL_HOLDOUT = 20
-# Held-out predictions kept in the metrics (the rest of a very large test split is only counted).
+# Answers kept in the metrics per scored image, held out or out-of-fold (the rest are only counted).
 MAX_STORED_PREDICTIONS = 5000
 # Most training images the framing / views / representation choice is made on: enough for a stable
 # cross-validated score, few enough that trying 2 framings x 2 views costs seconds, not minutes.
@@ -466,20 +466,35 @@ def evaluate_model(
     if not eval_samples:
         X = fitted.features(fitted.samples, vectors)
         y = np.array([labels.index(s.label) for s in fitted.samples])
-        metrics, _oof = kfold_evaluate(X, y, labels, seed=seed, on_progress=step)
+        metrics, oof = kfold_evaluate(X, y, labels, seed=seed, on_progress=step)
+        metrics["oof_predictions"] = _answers(fitted.samples, oof, labels)
         return metrics
     eval_samples = list(eval_samples)
     proba = fitted.head.predict_proba(fitted.features(eval_samples, vectors))
     metrics = evaluate([labels.index(s.label) for s in eval_samples], proba, labels)
-    # What the evaluated model answered for each held-out image, so a confusion-matrix cell can list its
-    # images later even though the model that serves has since learned from them too.
-    metrics["test_predictions"] = [
-        {"key": s.key, "predicted": labels[int(row.argmax())], "confidence": round(float(row.max()), 4)}
-        for s, row in zip(eval_samples[:MAX_STORED_PREDICTIONS], proba, strict=False)
-    ]
+    metrics["test_predictions"] = _answers(eval_samples, proba, labels)
     if step is not None:
         step(1.0, f"scored on {len(eval_samples)} held-out images")
     return metrics
+
+
+def _answers(samples: Sequence[Sample], proba: np.ndarray, labels: list[str]) -> list[dict]:
+    """What the evaluated model answered for each scored image, with the label it was scored against.
+
+    A confusion-matrix cell can then list exactly the images that make its count, and two versions can
+    be compared image by image, although the model that serves has since learned from these images too.
+    Held-out answers come from the model trained without them; cross-validated ones from the fold's
+    head that never saw them.
+    """
+    return [
+        {
+            "key": s.key,
+            "label": s.label,
+            "predicted": labels[int(row.argmax())],
+            "confidence": round(float(row.max()), 4),
+        }
+        for s, row in zip(samples[:MAX_STORED_PREDICTIONS], proba, strict=False)
+    ]
 
 
 # -- export and write ---------------------------------------------------------------------------------

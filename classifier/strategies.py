@@ -40,6 +40,33 @@ MIN_PER_LABEL_PARTIAL = 30
 MIN_TOTAL_PARTIAL = 100
 # With this many images per label (and CUDA), updating every layer pays for its cost and risk.
 MIN_PER_LABEL_FULL_GPU = 1000
+# Labels are unbalanced when the biggest has more than this many times the images of the smallest.
+IMBALANCE_RATIO = 3.0
+
+
+def imbalance(counts_per_label: dict[str, int]) -> float | None:
+    """How many times the biggest label outnumbers the smallest, when that exceeds IMBALANCE_RATIO.
+
+    Args:
+        counts_per_label: {label name: number of images}; empty labels are left out.
+    Returns:
+        the ratio, or None when the labels are balanced enough (or fewer than 2 have images).
+    """
+    populated = [n for n in counts_per_label.values() if n > 0]
+    if len(populated) < 2:
+        return None
+    ratio = max(populated) / min(populated)
+    return ratio if ratio > IMBALANCE_RATIO else None
+
+
+def can_adapt(counts_per_label: dict[str, int]) -> bool:
+    """Whether there are enough images for a GPU worker to adapt the network (else the head alone)."""
+    populated = [n for n in counts_per_label.values() if n > 0]
+    return (
+        len(populated) >= 2
+        and min(populated) >= MIN_PER_LABEL_PARTIAL
+        and sum(populated) >= MIN_TOTAL_PARTIAL
+    )
 
 
 def parse_strategy(value: str) -> Strategy:

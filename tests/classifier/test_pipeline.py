@@ -46,6 +46,21 @@ def test_it_evaluates_on_a_given_frozen_test_split(toy_data, samples_of, model_c
     recorded = outcome.metrics["test_predictions"]
     assert [row["key"] for row in recorded] == [s.key for s in samples if s.split == "test"]
     assert all(row["predicted"] in ("blue", "red") and 0 <= row["confidence"] <= 1 for row in recorded)
+    assert [row["label"] for row in recorded] == [s.label for s in samples if s.split == "test"]
+    assert "oof_predictions" not in outcome.metrics
+
+
+def test_a_cross_validated_version_records_each_images_out_of_fold_answer(trained):
+    """The answers that make the confusion matrix, so a cell can list its images later."""
+    metrics = trained.metrics
+    assert metrics["evaluation_kind"] == "cross_validation"  # 8 per label: too few to hold images out
+    rows = metrics["oof_predictions"]
+    assert len(rows) == metrics["n_train"] == 16
+    labels = metrics["labels"]
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    for row in rows:
+        matrix[labels.index(row["label"]), labels.index(row["predicted"])] += 1
+    assert matrix.tolist() == metrics["confusion_matrix"]
 
 
 def test_it_skips_unreadable_images_and_says_why(toy_data, samples_of, model_cache, tmp_path):

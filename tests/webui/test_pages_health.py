@@ -40,13 +40,22 @@ def test_it_says_which_labels_are_ready(client_for, project, viewer):
     response = client_for(viewer).get(reverse("projects:detail", args=[project.pk]))
     health = response.context["health"]
     rows = {r["label"].name: (r["count"], r["status"]) for r in health["rows"]}
-    assert rows == {"ants": (40, "great"), "bees": (12, "ok"), "wasps": (5, "warn"), "moths": (1, "bad")}
+    # 40 ants are not "enough to adapt the network" while the smallest label has 1: training would
+    # pick the linear head (the strategy rule decides, not the label alone).
+    assert rows == {"ants": (40, "ok"), "bees": (12, "ok"), "wasps": (5, "warn"), "moths": (1, "bad")}
     assert health["ready_labels"] == 3 and health["can_train"] is True
     assert health["imbalance"] == 40.0
     body = response.content.decode()
     assert "needs 1 more to train" in body and "Unbalanced" in body and "40×" in body
     assert "3 images without a label" in body
     assert response.context["counts"] == {"total": 61, "unlabeled": 3}
+
+
+def test_it_says_enough_to_adapt_only_when_training_would_adapt(client_for, project, viewer):
+    _fill(project, {"ants": 70, "bees": 30})
+    health = client_for(viewer).get(reverse("projects:detail", args=[project.pk])).context["health"]
+    rows = {r["label"].name: r["status"] for r in health["rows"]}
+    assert rows == {"ants": "great", "bees": "great"} and health["imbalance"] is None
 
 
 def test_it_says_when_training_is_not_possible_yet(client_for, project, owner):

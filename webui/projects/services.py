@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 
 from classifier.errors import ImageError
 from classifier.preprocessing import EXTENSIONS, inspect_image
-from classifier.strategies import MIN_PER_LABEL, USEFUL_PER_LABEL
+from classifier.strategies import MIN_PER_LABEL, USEFUL_PER_LABEL, can_adapt, imbalance
 from classifier.strategies import MIN_PER_LABEL_PARTIAL as ADAPT_PER_LABEL
 from webui.projects.models import Image, Label, Membership, Project
 from webui.training.findings import findings, images_by_sha
@@ -227,6 +227,9 @@ def data_health(project: Project) -> dict:
     from django.db.models import Count
 
     labels = list(project.labels.annotate(image_count=Count("images")))
+    counts = {label.name: label.image_count for label in labels}
+    # The strategy rule itself decides "enough to adapt": the smallest label and the total both count.
+    adaptable = can_adapt(counts)
     rows = []
     for label in labels:
         n = label.image_count
@@ -234,16 +237,13 @@ def data_health(project: Project) -> dict:
             status, note = "bad", f"needs {MIN_PER_LABEL - n} more to train"
         elif n < USEFUL_PER_LABEL:
             status, note = "warn", f"trains, but {USEFUL_PER_LABEL}+ make a useful model"
-        elif n < ADAPT_PER_LABEL:
+        elif n < ADAPT_PER_LABEL or not adaptable:
             status, note = "ok", f"{USEFUL_PER_LABEL}+ images: enough for a useful model"
         else:
             status, note = "great", f"{ADAPT_PER_LABEL}+ images: enough for a GPU worker to adapt the network"
         rows.append({"label": label, "count": n, "status": status, "note": note})
-    populated = [r["count"] for r in rows if r["count"] > 0]
     ready = sum(1 for r in rows if r["count"] >= MIN_PER_LABEL)
-    imbalance = None
-    if len(populated) >= 2 and min(populated) and max(populated) / min(populated) > 3:
-        imbalance = round(max(populated) / min(populated), 1)
+    ratio = imbalance(counts)
     biggest = max((r["count"] for r in rows), default=0)
     for row in rows:
         row["percent"] = round(100 * row["count"] / biggest) if biggest else 0
@@ -260,7 +260,7 @@ def data_health(project: Project) -> dict:
         "rows": rows,
         "ready_labels": ready,
         "can_train": ready >= 2,
-        "imbalance": imbalance,
+        "imbalance": None if ratio is None else round(ratio, 1),
         # What the serving version's audit found, as its results page lists it, a few of each kind.
         "findings": findings(project, version, limit=HEALTH_FINDINGS),
         "failed": failed,

@@ -5,6 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 
 from webui.jobs.admin import JobAdmin
+from webui.lib.numbers import percent_text
 from webui.serving.services import delete_version
 from webui.training.artifacts import ArtifactBroken
 from webui.training.models import (
@@ -55,7 +56,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Accuracy")
     def accuracy_shown(self, obj):
-        return "—" if obj.accuracy is None else f"{obj.accuracy:.1%}"
+        return percent_text(obj.accuracy)
 
     @admin.display(description="Metrics")
     def metrics_summary(self, obj):
@@ -63,9 +64,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
         parts = []
         for key, name in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy")):
             if isinstance(metrics.get(key), int | float):
-                parts.append(f"{name} {metrics[key]:.1%}")
-        if metrics.get("n_train"):
-            parts.append(f"learned from {metrics['n_train']} images, scored on {metrics.get('n_val', 0)}")
+                parts.append(f"{name} {percent_text(metrics[key])}")
+        if obj.images_learned:
+            parts.append(f"learned from {obj.images_learned} images, scored on {obj.images_scored or 0}")
         promotion = metrics.get("promotion") or {}
         if promotion.get("reason"):
             parts.append(f"serving decision: {promotion['reason']}")

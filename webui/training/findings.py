@@ -6,6 +6,7 @@ a person sees one account of their data wherever they look.
 
 from __future__ import annotations
 
+from webui.lib.numbers import percent
 from webui.projects.models import Image
 from webui.training.models import ModelVersion
 
@@ -17,10 +18,6 @@ def images_by_sha(project, shas) -> dict[str, Image]:
     if not shas:
         return {}
     return {i.sha256: i for i in project.images.filter(sha256__in=shas).select_related("label")}
-
-
-def _pct(value) -> int | None:
-    return None if value is None else round(float(value) * 100)
 
 
 def findings(project, version: ModelVersion | None, *, limit: int) -> dict:
@@ -57,14 +54,14 @@ def findings(project, version: ModelVersion | None, *, limit: int) -> dict:
         {
             **m,
             "image": found[m["key"]],
-            "confidence": _pct(m.get("confidence")),
+            "confidence": percent(m.get("confidence")),
             "suggested_label": label_ids.get(m.get("predicted")),
         }
         for m in mislabeled
         if open_mislabel(m)
     ]
     pairs = [
-        {"a": found[d["a"]], "b": found[d["b"]], "similarity": _pct(d.get("similarity"))}
+        {"a": found[d["a"]], "b": found[d["b"]], "similarity": percent(d.get("similarity"))}
         for d in duplicates
         if d.get("a") in found and d.get("b") in found
     ]

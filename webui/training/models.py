@@ -9,6 +9,7 @@ from django.core.files.storage import default_storage
 from django.db import models, transaction
 from django.utils import timezone
 
+from classifier.evaluation import EvaluationKind, evaluation_kind
 from webui.jobs.models import Job, JobStatus
 from webui.projects.models import Project
 
@@ -80,6 +81,37 @@ class ModelVersion(models.Model):
     @property
     def accuracy(self) -> float | None:
         return self.metrics.get("accuracy")
+
+    # One definition each of a version's image counts, for every page and the admin. The engine records
+    # n_train (what the model you use learned from: every labelled image, test images included, since it
+    # is refitted on all of them) and n_val (the test images it was scored on, before that refit).
+
+    @property
+    def images_learned(self) -> int | None:
+        """Images the served model learned from."""
+        return self.metrics.get("n_train")
+
+    @property
+    def cross_validated(self) -> bool:
+        return evaluation_kind(self.metrics or {}) == EvaluationKind.CROSS_VALIDATION
+
+    @property
+    def images_scored(self) -> int | None:
+        """Images its scores come from: the test images, or every image when cross-validated."""
+        if self.cross_validated:
+            return self.metrics.get("n_train")
+        return self.metrics.get("n_val") or None
+
+    @property
+    def images_scoring_model_learned(self) -> int | None:
+        """What the model that was scored learned from (the test images held back), for a held-out score."""
+        learned, scored = self.images_learned, self.metrics.get("n_val")
+        kind = evaluation_kind(self.metrics or {})
+        if learned is None or not scored or kind == EvaluationKind.CROSS_VALIDATION:
+            return None
+        if kind == EvaluationKind.VALIDATION_SET:  # a separate folder: nothing was refitted
+            return learned
+        return max(learned - scored, 0)
 
     @property
     def is_serving(self) -> bool:

@@ -29,7 +29,9 @@ from classifier.strategies import STRATEGY_CHOICES
 from webui.jobs import lifecycle
 from webui.jobs.models import JobStatus
 from webui.lib.backbones import backbone_dir
+from webui.lib.numbers import percent_text
 from webui.projects.models import Image, Project
+from webui.training import answers
 from webui.training.artifacts import artifact_prefix, store_artifact
 from webui.training.featurecache import DatabaseFeatureCache
 from webui.training.models import ModelVersion, TrainingRun
@@ -325,46 +327,10 @@ def _delete_prefix(prefix: str) -> None:
 # --- promotion ------------------------------------------------------------------------------------
 
 
-def _balanced_accuracy(answers: dict[str, str], truth: dict[str, str]) -> float:
-    """Mean recall over the true labels of `truth` (image key -> label), answers keyed the same way."""
-    hits: Counter = Counter()
-    totals: Counter = Counter()
-    for key, label in truth.items():
-        totals[label] += 1
-        hits[label] += answers.get(key) == label
-    return sum(hits[label] / totals[label] for label in totals) / len(totals)
-
-
-def compare_on_shared_test_images(
-    version: ModelVersion, serving: ModelVersion
-) -> tuple[float, float, int] | None:
-    """Both versions' balanced accuracy on the held-out images that both were scored on.
-
-    The test split is frozen per image (chosen by content hash), but it grows as images are added, so
-    two versions' recorded scores can come from different sets. Each version stores what its held-out
-    model answered for every test image; scoring both on the images they share, against the labels
-    those images have now, compares like with like without running either model again.
-
-    Returns:
-        (new score, serving score, number of shared images), or None when they share no test image.
-    """
-    new_answers = {row["key"]: row["predicted"] for row in version.metrics.get("test_predictions") or []}
-    old_answers = {row["key"]: row["predicted"] for row in serving.metrics.get("test_predictions") or []}
-    shared = new_answers.keys() & old_answers.keys()
-    truth = dict(
-        Image.objects.filter(
-            project_id=version.project_id, sha256__in=shared, label__isnull=False
-        ).values_list("sha256", "label__name")
-    )
-    if not truth:
-        return None
-    return _balanced_accuracy(new_answers, truth), _balanced_accuracy(old_answers, truth), len(truth)
-
-
 def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
     """Serve a new version when nothing serves, or when it scores at least as well as the serving one.
 
-    Both are scored on the same held-out images (`compare_on_shared_test_images`); versions without
+    Both are scored on the same held-out images (`answers.compare`); versions without
     shared test images fall back to the balanced accuracy each recorded. A tie goes to the new version:
     its served model learned from at least as many labelled images.
     """
@@ -378,9 +344,9 @@ def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
     elif set(serving.labels) != set(version.labels):
         promote, reason = True, "the labels changed, so the serving version cannot answer this question"
     else:
-        compared = compare_on_shared_test_images(version, serving)
-        if compared is not None:
-            new, old, n = compared
+        compared = answers.compare(serving, version, only_held_out=True)
+        if compared.shared:
+            new, old, n = compared.accuracy_b, compared.accuracy_a, compared.shared
             where = f"on the {n} test image{'s' if n != 1 else ''} both were scored on"
         else:
             new, old = version.metrics.get("balanced_accuracy"), serving.metrics.get("balanced_accuracy")
@@ -388,9 +354,14 @@ def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
         if new is None or old is None:
             reason = "no test score to compare; promote it by hand"
         elif new >= old:
-            promote, reason = True, f"balanced accuracy {new:.3f} vs {old:.3f} for v{serving.number} {where}"
+            promote, reason = (
+                True,
+                f"balanced accuracy {percent_text(new)} vs {percent_text(old)} for v{serving.number} {where}",
+            )
+        elif percent_text(old) == percent_text(new):  # never "scored better (96% vs 96%)"
+            reason = f"v{serving.number} scored slightly better {where} (both about {percent_text(old)})"
         else:
-            reason = f"v{serving.number} scored better {where} ({old:.3f} vs {new:.3f})"
+            reason = f"v{serving.number} scored better {where} ({percent_text(old)} vs {percent_text(new)})"
     if promote:
         # The worker's own output is the uploaded files: checked here without downloading them again.
         version.promote(action="auto-promote", local_copy=outcome.path if outcome is not None else None)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webui.training import views
+from webui.training import results, views
 
 app_name = "training"
 
@@ -10,10 +10,10 @@ urlpatterns = [
     path("train/runs/<int:run_id>/", views.run_status, name="run_status"),
     path("train/runs/<int:run_id>/cancel/", views.cancel_run, name="cancel"),
     path("versions/", views.versions, name="versions"),
-    path("versions/compare/", views.compare, name="compare"),
+    path("versions/compare/", results.compare, name="compare"),
     path("versions/rollback/", views.rollback_view, name="rollback"),
-    path("versions/<int:number>/", views.version_detail, name="version"),
-    path("versions/<int:number>/cell/", views.confusion_cell, name="cell"),
+    path("versions/<int:number>/", results.version_detail, name="version"),
+    path("versions/<int:number>/cell/", results.confusion_cell, name="cell"),
     path("versions/<int:number>/promote/", views.promote, name="promote"),
     path("versions/<int:number>/delete/", views.delete_version, name="delete"),
     path("images/<int:image_id>/label/", views.relabel, name="relabel"),

@@ -212,7 +212,7 @@ def test_it_compares_versions_on_the_test_images_both_were_scored_on(project, ad
     )
     promoted, reason = services.promote_if_better(v2)
     assert promoted, reason
-    assert reason == "balanced accuracy 1.000 vs 0.750 for v1 on the 4 test images both were scored on"
+    assert reason == "balanced accuracy 100% vs 75% for v1 on the 4 test images both were scored on"
     # v3 recorded a higher score than v2, but on the same six images it is right three times to v2's four.
     v3 = _set(
         make_version(project, 3), balanced_accuracy=0.8, test_predictions=_answers(reds, wrong=old_set[:3])
@@ -220,7 +220,7 @@ def test_it_compares_versions_on_the_test_images_both_were_scored_on(project, ad
     promoted, reason = services.promote_if_better(v3)
     assert (promoted, reason) == (
         False,
-        "v2 scored better on the 6 test images both were scored on (0.667 vs 0.500)",
+        "v2 scored better on the 6 test images both were scored on (67% vs 50%)",
     )
     project.refresh_from_db()
     assert project.serving_version == v2
@@ -229,4 +229,10 @@ def test_it_compares_versions_on_the_test_images_both_were_scored_on(project, ad
 def test_it_falls_back_to_recorded_scores_without_shared_test_images(project, make_version):
     _set(make_version(project, 1), balanced_accuracy=0.9).promote()
     promoted, reason = services.promote_if_better(_set(make_version(project, 2), balanced_accuracy=0.85))
-    assert not promoted and reason == "v1 scored better on their own test images (0.900 vs 0.850)"
+    assert not promoted and reason == "v1 scored better on their own test images (90% vs 85%)"
+
+
+def test_a_serving_decision_never_quotes_two_equal_percentages_as_better(project, make_version):
+    _set(make_version(project, 1), balanced_accuracy=0.962).promote()
+    promoted, reason = services.promote_if_better(_set(make_version(project, 2), balanced_accuracy=0.958))
+    assert not promoted and reason == "v1 scored slightly better on their own test images (both about 96%)"
