@@ -11,6 +11,7 @@ The web process keeps a few Predictors loaded; a downloaded artifact works the s
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,8 @@ class Predictor:
         arrays = load_arrays(self.path)
         unknown = split_prefixed(arrays, UNKNOWN_PREFIX)
         self.detector = UnknownDetector.from_arrays(unknown) if unknown else None
+        self._explainer = None
+        self._explainer_lock = threading.Lock()
 
     @property
     def version_info(self) -> dict:
@@ -139,6 +142,22 @@ class Predictor:
     def predict_proba(self, sources: Sequence) -> np.ndarray:
         """Returns: probabilities [N, K] in `labels` order."""
         return self.run(sources)[0]
+
+    def explain(self, source, label_index: int | None = None):
+        """Where in one picture the answer (or `label_index`) came from: a classifier.explain.Explanation.
+
+        The explaining graph is opened on first use (fp32 ONNX Runtime, whatever engine predicts).
+
+        Raises:
+            ImageError: the picture cannot be decoded.
+            ArtifactError: the graph cannot be explained.
+        """
+        from .explain import Explainer
+
+        with self._explainer_lock:
+            if self._explainer is None:
+                self._explainer = Explainer(self.path, self.preprocessing, threads=1)
+        return self._explainer.explain(self._tensor([source]), label_index)
 
     def predict(self, sources: Sequence, top_k: int = 5) -> list[Prediction]:
         """Args: sources: images; top_k: how many labels to list. Returns: one Prediction per image."""

@@ -103,6 +103,26 @@ def test_it_answers_with_the_serving_model(client_for, trained_project, viewer):
     answer = response.json()
     assert answer["mode"] == "model" and answer["label"] == "blue" and answer["model_version"] == 1
     assert {row["label"] for row in answer["top"]} == {"red", "blue"}
+    assert "heatmap" not in answer  # only when asked: it costs one more pass of the network
+    assert "Show where it looked" in body
+
+
+@pytest.mark.slow
+def test_it_shows_where_the_answer_came_from_when_asked(client_for, trained_project, viewer):
+    import base64
+    import io
+
+    from PIL import Image
+
+    response = client_for(viewer).post(
+        reverse("serving:predict", args=[trained_project.pk]),
+        {"file": photo(png((40, 40, 210))), "heatmap": "1"},
+    )
+    answer = response.json()
+    prefix = "data:image/jpeg;base64,"
+    assert answer["heatmap"].startswith(prefix) and answer["heatmap_label"] == answer["label"] == "blue"
+    picture = Image.open(io.BytesIO(base64.b64decode(answer["heatmap"][len(prefix) :])))
+    assert picture.format == "JPEG" and picture.size[0] == picture.size[1] >= 200
 
 
 def test_it_explains_a_serving_model_that_cannot_load(client_for, project, viewer, make_version):

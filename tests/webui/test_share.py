@@ -262,5 +262,8 @@ def test_it_predicts_on_the_public_page_with_a_real_model(trained_project, owner
     blue = c.post(url, {"file": photo(png((40, 40, 210), seed=78))}).json()
     assert red["label"] == "red" and blue["label"] == "blue"
     assert isinstance(red["unknown"], bool) and len(red["top"]) == 2
+    assert "heatmap" not in red
+    explained = c.post(url, {"file": photo(png((40, 40, 210), seed=79)), "heatmap": "1"}).json()
+    assert explained["heatmap"].startswith("data:image/jpeg;base64,") and explained["heatmap_label"] == "blue"
     bad = c.post(url, {"file": photo(b"\x00" * 64, "x.jpg")})
     assert bad.status_code == 400 and "not an image" in bad.json()["detail"]

@@ -7,6 +7,8 @@ takes effect on the next request; an answer always names the version that produc
 
 from __future__ import annotations
 
+import base64
+import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -17,6 +19,8 @@ from classifier.errors import ArtifactError, ImageError
 from webui.projects.models import Project
 from webui.training.artifacts import ArtifactBroken, check_artifact
 from webui.training.models import ModelVersion
+
+log = logging.getLogger(__name__)
 
 
 class NoModel(Exception):
@@ -103,9 +107,14 @@ def resolve_version(project, version_id: int | None = None) -> ModelVersion:
     return version
 
 
-def predict(project, data: bytes, *, version_id: int | None = None, top_k: int = 5) -> dict:
+def predict(
+    project, data: bytes, *, version_id: int | None = None, top_k: int = 5, heatmap: bool = False
+) -> dict:
     """Predict one image with the serving (or given) version.
 
+    Args:
+        heatmap: also say where in the picture the answer came from (`heatmap`: a JPEG data URL of
+            what the network saw with the evidence laid over it).
     Returns:
         {label, probability, top: [{label, probability}], unknown, unknown_score, model_version}
     """
@@ -113,9 +122,18 @@ def predict(project, data: bytes, *, version_id: int | None = None, top_k: int =
     predictor = predictor_for(version)
     try:
         result = predictor.predict([data], top_k=top_k)[0]
+        explained = predictor.explain(data) if heatmap else None
     except ImageError as exc:
         raise BadImage(str(exc)) from None
+    except ArtifactError as exc:  # a graph the explainer cannot trace: answer without the heatmap
+        log.warning("cannot explain %s: %s", version, exc)
+        explained = None
+    extra = {}
+    if explained is not None:
+        extra["heatmap"] = "data:image/jpeg;base64," + base64.b64encode(explained.overlay_jpeg).decode()
+        extra["heatmap_label"] = predictor.labels[explained.label_index]
     return {
+        **extra,
         "label": result.label,
         "probability": round(float(result.probability), 6),
         "top": [{"label": name, "probability": round(float(p), 6)} for name, p in result.top],

@@ -114,8 +114,13 @@ def _bad(message: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"detail": message}, status=status)
 
 
+def _wants_heatmap(request) -> bool:
+    return request.POST.get("heatmap") in ("1", "true", "on")
+
+
 def _public_answer(result: dict) -> dict:
-    return {key: result[key] for key in ("label", "probability", "top", "unknown")}
+    keys = ("label", "probability", "top", "unknown", "heatmap", "heatmap_label")
+    return {key: result[key] for key in keys if key in result}
 
 
 # --- try it (signed in) ---------------------------------------------------------------------------
@@ -170,7 +175,8 @@ def try_predict(request, project_id: int):
     try:
         if request.POST.get("mode") != "pretrained":
             try:
-                return JsonResponse({"mode": "model", **predict(project, data, top_k=5)})
+                result = predict(project, data, top_k=5, heatmap=_wants_heatmap(request))
+                return JsonResponse({"mode": "model", **result})
             except NoModel:
                 pass
         return JsonResponse(_recognize(project, data))
@@ -355,7 +361,9 @@ def public_predict(request, token: str):
         return _too_many_json(wait)
     try:
         data = _uploaded_bytes(request)
-        result = predict(link.project, data, version_id=link.version_id, top_k=5)
+        result = predict(
+            link.project, data, version_id=link.version_id, top_k=5, heatmap=_wants_heatmap(request)
+        )
     except _Refused as exc:
         return _bad(str(exc))
     except BadImage as exc:

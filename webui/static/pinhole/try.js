@@ -55,6 +55,17 @@
       box.appendChild(title);
       box.appendChild(bars(body.top, false));
     }
+    if (body.heatmap) {
+      var figure = el("figure", "answer-heatmap");
+      var image = el("img");
+      image.src = body.heatmap;  // a data: URL the server made
+      image.alt = "The photo as the model saw it, warmer where it found " + body.heatmap_label;
+      figure.appendChild(image);
+      figure.appendChild(el("figcaption", "muted small",
+        "Where it found “" + body.heatmap_label + "”: the warmer, the more that part of the photo counted. " +
+        "This is the square the model sees."));
+      box.appendChild(figure);
+    }
     if (body.model_version) box.appendChild(el("p", "muted small", "Answered by v" + body.model_version + "."));
   }
 
@@ -65,11 +76,14 @@
     var hint = root.querySelector(".drop-hint");
     var answer = root.querySelector(".try-answer");
     var pretrained = root.querySelector("input[name=pretrained]");
+    var heatmap = root.querySelector("input[name=heatmap]");
     var objectUrl = null;
     var busy = 0;
+    var last = null;  // the photo shown, asked again when a toggle changes what to show
 
     function send(file) {
       if (!file) return;
+      last = file;
       if (file.type && file.type.indexOf("image/") !== 0) {
         answer.replaceChildren(el("p", "callout callout-bad", "That is not an image file."));
         return;
@@ -84,6 +98,7 @@
       var form = new FormData();
       form.append("file", file, file.name || "pasted.png");
       if (pretrained && pretrained.checked) form.append("mode", "pretrained");
+      if (heatmap && heatmap.checked) form.append("heatmap", "1");
       var headers = {};
       if (root.dataset.csrf) headers["X-CSRFToken"] = root.dataset.csrf;
       var ticket = ++busy;
@@ -108,6 +123,9 @@
         send(input.files && input.files[0]);
         input.value = "";
       });
+    });
+    [pretrained, heatmap].forEach(function (toggle) {
+      if (toggle) toggle.addEventListener("change", function () { if (last) send(last); });
     });
     zone.addEventListener("click", function () { root.querySelector("input[type=file]").click(); });
     zone.addEventListener("keydown", function (event) {

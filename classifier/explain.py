@@ -1,0 +1,211 @@
+"""Where in a picture an answer came from: class activation maps (Zhou et al., CVPR 2016), exact.
+
+A Pinhole model is a network, then average pooling of one or more feature maps (the last layer and,
+for some representations, earlier blocks), then a linear head. Pooling and the head are linear, so
+each label's score splits exactly into one contribution per place in each feature map:
+
+    z_c = sum_d sum_(x,y) W_c[d] . F_d(x, y) / (h_d * w_d * n) + b_c
+
+where n is the feature vector's length when the head normalises it (one positive number per picture,
+so it changes no place's share). That holds for every strategy: an adapted network still ends in
+pooling and the same kind of head. Nothing is retrained or approximated; the model's own graph is
+run once more with the feature maps as extra outputs.
+
+The map shown is for the answer against the other labels: W_c minus the labels' mean weight, the
+part of the score that softmax does not cancel out. Only the evidence for the answer is drawn.
+Columns the head reads that are not a pooled map (a coarse layout grid) carry no place and are left
+out of the picture; `Explanation.coverage` says how much of the answer's evidence the picture holds.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import load_arrays
+from .errors import ArtifactError
+from .heads import LinearHead
+from .preprocessing import Preprocessing
+
+FEATURES = "features"
+PROBABILITIES = "probabilities"
+# How strongly the heat is laid over the picture at its hottest.
+OVERLAY_ALPHA = 0.6
+JPEG_QUALITY = 85
+_PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Identity"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One block of the head's input columns: a pooled feature map, or columns with no place."""
+
+    tensor: str  # the graph tensor exposed as an extra output
+    pooled: bool  # True: the columns are the spatial mean of this [N, C, h, w] map
+
+
+@dataclass
+class Explanation:
+    label_index: int
+    heat: np.ndarray  # [crop, crop] evidence for the label per input pixel (>= 0, hottest = 1)
+    overlay_jpeg: bytes  # what the network saw, with the heat laid over it
+    coverage: float  # share of the label's positive evidence that has a place in the picture
+    logits: np.ndarray  # the scores the contributions add up to, for checking against the model
+
+
+def _producers(graph) -> dict[str, object]:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def _int_attr(node, name: str, default=None):
+    for attr in node.attribute:
+        if attr.name == name:
+            return list(attr.ints) if attr.ints else attr.i
+    return default
+
+
+def _segments(graph, tensor: str, producers: dict, constants: dict) -> list[Segment] | None:
+    """The head-input columns of `tensor`, in order, traced back to the pooled maps they average."""
+    node = producers.get(tensor)
+    if node is None:
+        return None
+    if node.op_type in _PASS_THROUGH:
+        inner = _segments(graph, node.input[0], producers, constants)
+        return inner if inner is not None else [Segment(tensor, pooled=False)]
+    if node.op_type == "GlobalAveragePool":
+        return [Segment(node.input[0], pooled=True)]
+    if node.op_type == "ReduceMean":
+        axes = _int_attr(node, "axes")
+        if axes is None and len(node.input) > 1:
+            axes = constants.get(node.input[1])
+        if axes is not None and sorted(int(a) for a in np.ravel(axes)) == [2, 3]:
+            return [Segment(node.input[0], pooled=True)]
+        return [Segment(tensor, pooled=False)]
+    if node.op_type == "Concat" and _int_attr(node, "axis") == 1:
+        parts = []
+        for name in node.input:
+            parts.extend(_segments(graph, name, producers, constants) or [Segment(name, pooled=False)])
+        return parts
+    if node.op_type == "Slice":
+        # The head reads a prefix of a wider concatenation (Pinhole cuts the layout cells off this way);
+        # `explain` stops at the head's width, so the prefix needs no bookkeeping here.
+        return _segments(graph, node.input[0], producers, constants)
+    return [Segment(tensor, pooled=False)]
+
+
+def explaining_graph(onnx_path: Path) -> tuple[bytes, list[Segment]]:
+    """The model's graph with every map its head reads exposed as an output, and those maps in order.
+
+    Raises:
+        ArtifactError: the graph has no `features` output to trace back from.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    if FEATURES not in {o.name for o in graph.output}:
+        raise ArtifactError("the model's graph has no features output, so it cannot be explained")
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    segments = _segments(graph, FEATURES, _producers(graph), constants) or [Segment(FEATURES, False)]
+    existing = {o.name for o in graph.output}
+    for segment in segments:
+        if segment.tensor not in existing:
+            graph.output.append(onnx.helper.make_empty_tensor_value_info(segment.tensor))
+            existing.add(segment.tensor)
+    return model.SerializeToString(), segments
+
+
+class Explainer:
+    """Explains one version's answers (fp32 ONNX Runtime, whatever engine serves its predictions).
+
+    Args:
+        path: the verified artifact directory.
+        preprocessing: its preprocessing.
+        threads: inference threads.
+    """
+
+    def __init__(self, path: Path, preprocessing: Preprocessing, threads: int = 1):
+        import onnxruntime as ort
+
+        graph, self.segments = explaining_graph(Path(path) / "model.onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
+        self.head = LinearHead.from_arrays(load_arrays(Path(path), verify=False))
+        self.preprocessing = preprocessing
+
+    def explain(self, tensor: np.ndarray, label_index: int | None = None) -> Explanation:
+        """Args: tensor: one preprocessed picture [1, 3, crop, crop]; label_index: the label to explain
+        (default: the answer). Returns: its Explanation."""
+        names = [PROBABILITIES, FEATURES] + [s.tensor for s in self.segments]
+        values = self.session.run(names, {self.session.get_inputs()[0].name: tensor})
+        outputs = dict(zip(names, values, strict=True))
+        probabilities, features = outputs[PROBABILITIES][0], outputs[FEATURES][0]
+        W, b = self.head.as_affine()
+        width = W.shape[1]
+        norm = float(np.linalg.norm(features[:width])) if self.head.l2_normalize else 1.0
+        norm = max(norm, 1e-12)
+        c = int(np.argmax(probabilities)) if label_index is None else int(label_index)
+        contrast = W[c] - W.mean(axis=0)  # softmax ignores what every label shares
+        crop = self.preprocessing.crop
+        heat = np.zeros((crop, crop), dtype=np.float64)
+        logits = b.astype(np.float64).copy()
+        placed = unplaced = 0.0
+        offset = 0
+        for segment in self.segments:
+            if offset >= width:
+                break
+            value = outputs[segment.tensor][0]
+            channels = value.shape[0] if value.ndim > 1 else value.size
+            take = min(channels, width - offset)
+            weights, all_weights = contrast[offset : offset + take], W[:, offset : offset + take]
+            if segment.pooled:
+                maps = value[:take].astype(np.float64)  # [C, h, w]
+                h, w = maps.shape[1:]
+                per_place = np.tensordot(weights, maps, axes=1) / (h * w * norm)  # [h, w]
+                logits += np.tensordot(all_weights, maps.mean(axis=(1, 2)), axes=1) / norm
+                placed += float(np.clip(per_place, 0, None).sum())
+                heat += _spread(per_place, crop)
+            else:
+                columns = np.ravel(value)[:take]
+                logits += all_weights @ columns.astype(np.float64) / norm
+                unplaced += max(float(weights @ columns) / norm, 0.0)
+            offset += take
+        heat = np.clip(heat, 0, None)
+        top = float(heat.max())
+        heat = heat / top if top > 0 else heat
+        coverage = placed / (placed + unplaced) if placed + unplaced > 0 else 0.0
+        return Explanation(c, heat.astype(np.float32), self._overlay(tensor[0], heat), coverage, logits)
+
+    def _overlay(self, picture: np.ndarray, heat: np.ndarray) -> bytes:
+        from PIL import Image
+
+        mean = np.asarray(self.preprocessing.mean, np.float32)[:, None, None]
+        std = np.asarray(self.preprocessing.std, np.float32)[:, None, None]
+        rgb = np.clip((picture * std + mean).transpose(1, 2, 0), 0, 1)
+        # Yellow to red as the evidence grows; where there is none, the picture as the network saw it.
+        colour = np.stack([np.ones_like(heat), 1.0 - 0.85 * heat, np.zeros_like(heat)], axis=-1)
+        alpha = (OVERLAY_ALPHA * heat)[..., None]
+        blended = (1 - alpha) * rgb + alpha * colour
+        buffer = io.BytesIO()
+        Image.fromarray((blended * 255).round().astype(np.uint8)).save(
+            buffer, format="JPEG", quality=JPEG_QUALITY
+        )
+        return buffer.getvalue()
+
+
+def _spread(per_place: np.ndarray, crop: int) -> np.ndarray:
+    """A map's contributions as evidence per input pixel, smoothly resampled to the crop."""
+    from PIL import Image
+
+    h, w = per_place.shape
+    density = (per_place / ((crop / h) * (crop / w))).astype(np.float32)
+    resized = Image.fromarray(density, mode="F").resize((crop, crop), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float64)
