@@ -23,8 +23,24 @@ from PIL import Image, UnidentifiedImageError
 
 from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
 
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+
+def _heif_decoder() -> tuple[str, ...]:
+    """("HEIF",) when pillow-heif can decode iPhone photos (HEIC) here, else ()."""
+    try:
+        import pillow_heif
+    except ImportError:  # an optional decoder: without it HEIC is refused with a clear message
+        return ()
+    pillow_heif.register_heif_opener()
+    return ("HEIF",)
+
+
+# Decoders untrusted bytes may reach, by Pillow format name; nothing else is ever run on them.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", *_heif_decoder())
+# Formats stored as they came; the others (HEIC: most browsers cannot show it) become JPEG on upload.
+STORED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+# Quality of the JPEG a HEIC photo becomes: visually lossless for photos.
+CONVERTED_JPEG_QUALITY = 92
 
 # Pillow's own default for Image.MAX_IMAGE_PIXELS (it warns above it and refuses above twice it). We
 # refuse at the warning level: 89 Mpx is already far beyond any photo a person labels by hand.
@@ -32,7 +48,9 @@ MAX_PIXELS = 89_478_485
 
 Source = bytes | bytearray | memoryview | str | os.PathLike | IO[bytes]
 
-_ALLOWED_TEXT = "JPEG, PNG, WebP, GIF or BMP"
+_ALLOWED_TEXT = (
+    "JPEG, PNG, WebP, GIF, BMP or HEIC" if "HEIF" in ALLOWED_FORMATS else "JPEG, PNG, WebP, GIF or BMP"
+)
 
 _RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
@@ -362,6 +380,25 @@ def load_rgb(source: Source, *, target_size: int | None = None) -> Image.Image:
     if orientation in _TRANSPOSE:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
     return rgb
+
+
+def stored_form(data: bytes) -> tuple[bytes, ImageInfo]:
+    """The bytes to keep for an uploaded image, checked: as they came, or a JPEG for formats browsers
+    cannot show (HEIC), upright, with the same checks as `inspect_image`.
+
+    The conversion is deterministic, so the same HEIC photo uploaded twice is still one image.
+
+    Raises:
+        InvalidImage, UnsupportedFormat, ImageTooLarge.
+    """
+    info = inspect_image(data)
+    if info.format in STORED_FORMATS:
+        return data, info
+    rgb = load_rgb(data)
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=CONVERTED_JPEG_QUALITY)
+    converted = buffer.getvalue()
+    return converted, ImageInfo(format="JPEG", width=rgb.width, height=rgb.height)
 
 
 # --- to tensor --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Decoding untrusted images (RELIABILITY rows 1-6, 10, 11) and the resize/crop/normalise contract."""
+"""Decoding untrusted images (formats, pixel limits, corrupt files, EXIF) and the resize/crop/normalise contract."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from classifier.preprocessing import (
     ALLOWED_FORMATS,
     EXTENSIONS,
     MAX_PIXELS,
+    STORED_FORMATS,
     ImageInfo,
     Preprocessing,
     inspect_image,
@@ -25,6 +26,7 @@ from classifier.preprocessing import (
     load_rgb,
     preprocess,
     resize_crop_box,
+    stored_form,
 )
 
 PREP = Preprocessing(
@@ -33,7 +35,33 @@ PREP = Preprocessing(
 
 
 def test_it_keeps_extensions_and_allowed_formats_in_step():
-    assert set(EXTENSIONS) == set(ALLOWED_FORMATS)
+    assert set(EXTENSIONS) == set(STORED_FORMATS) and set(STORED_FORMATS) <= set(ALLOWED_FORMATS)
+
+
+def _heic(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="HEIF", quality=95)
+    return buffer.getvalue()
+
+
+def test_an_iphone_photo_is_read_and_stored_as_a_jpeg():
+    pytest.importorskip("pillow_heif")
+    picture = Image.new("RGB", (80, 60), (200, 30, 30))
+    picture.paste((30, 30, 200), (0, 0, 40, 60))
+    data = _heic(picture)
+    assert data[4:12] == b"ftypheic"
+    assert inspect_image(data).format == "HEIF"
+    stored, info = stored_form(data)
+    assert stored[:3] == b"\xff\xd8\xff" and (info.format, info.width, info.height) == ("JPEG", 80, 60)
+    pixels = np.asarray(Image.open(io.BytesIO(stored)).convert("RGB"), dtype=int)
+    assert abs(pixels[30, 10] - (30, 30, 200)).max() < 25 and abs(pixels[30, 70] - (200, 30, 30)).max() < 25
+    assert stored_form(data)[0] == stored  # the same photo twice is the same image
+    assert load_rgb(data).size == (80, 60)  # predictions read it directly
+
+
+def test_other_formats_are_stored_as_they_came(imgs):
+    data = imgs.encode(Image.new("RGB", (20, 10), (1, 2, 3)), "PNG")
+    assert stored_form(data) == (data, inspect_image(data))
 
 
 def test_it_imports_neither_torch_nor_django():

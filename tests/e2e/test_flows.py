@@ -446,10 +446,18 @@ def test_flow2_fix_from_matrix_retrain_promote(live_app, sign_in, shot, state):
     expect(page.locator(".page-title .badge-ok")).to_have_text(f"v{number} serving")
     shot(page, "06-versions-promoted")
 
-    # The comparison of the two.
+    # The comparison of the two, with the test photos whose answer changed.
     page.get_by_role("button", name="Compare").click()
     expect(page.locator("main")).to_contain_text("Accuracy")
+    changed = page.locator("#changed")
+    expect(changed).to_contain_text(re.compile(r"both were scored on"))
     shot(page, "07-compare")
+    # Opened from the new version's results page, it compares it with the one before (not with itself).
+    page.goto(f"/projects/{project_id}/versions/{number}/")
+    page.locator("main").get_by_role("link", name="Compare").click()
+    expect(page.locator("select[name=a]")).to_have_value(str(state["v1"]))
+    expect(page.locator("select[name=b]")).to_have_value(str(number))
+    expect(page.locator("#changed")).to_be_visible()
     state["v2"] = number
 
 
@@ -492,6 +500,20 @@ def test_flow3_share_link(live_app, sign_in, new_context, shot, hymenoptera, sta
     expect(visitor.locator(".try-answer .answer-bar .answer-name").first).to_have_text("bees")
     expect(visitor.locator(".try-preview")).to_be_visible()
     shot(visitor, "03-public-answer")
+
+    # Where the answer came from: a toggle, reachable by keyboard, that asks again with a heatmap.
+    toggle = visitor.get_by_label("Show where it looked")
+    toggle.focus()
+    visitor.keyboard.press("Space")
+    expect(toggle).to_be_checked()
+    heatmap = visitor.locator(".try-answer figure.answer-heatmap img")
+    expect(heatmap).to_be_visible(timeout=30_000)
+    visitor.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=heatmap.element_handle())
+    expect(visitor.locator(".try-answer figcaption")).to_contain_text("Where it found")
+    shot(visitor, "03b-public-heatmap")
+    toggle.uncheck()
+    expect(visitor.locator(".try-answer .answer-title")).to_contain_text("bees")
+    expect(heatmap).to_have_count(0)
 
     phone = new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).new_page()
     phone.goto(url)

@@ -91,3 +91,18 @@ def test_it_answers_404_when_the_stored_file_is_gone(client_for, project, owner,
     default_storage.delete(image.file.name)
     response = client_for(owner).get(reverse("projects:image-full", args=[project.pk, image.pk]))
     assert response.status_code == 404
+
+
+def test_an_iphone_photo_is_kept_as_a_jpeg_once(client_for, project, owner, media_root):
+    pytest.importorskip("pillow_heif")
+    from django.core.files.storage import default_storage
+
+    data = _encode(Image.new("RGB", (96, 64), (20, 160, 60)), "HEIF", quality=95)
+    image = _ingest(project, owner, data, "IMG_0001.HEIC")
+    assert (image.format, image.width, image.height) == ("JPEG", 96, 64)
+    assert image.file.name.endswith(".jpg") and image.original_name == "IMG_0001.HEIC"
+    with default_storage.open(image.file.name, "rb") as handle:
+        assert handle.read(3) == b"\xff\xd8\xff"
+    assert _ingest(project, owner, data, "again.heic").pk == image.pk  # the same photo is one image
+    full = client_for(owner).get(reverse("projects:image-full", args=[project.pk, image.pk]))
+    assert full.status_code == 200 and Image.open(io.BytesIO(full.content)).size == (96, 64)

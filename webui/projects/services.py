@@ -21,7 +21,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from classifier.errors import ImageError
-from classifier.preprocessing import EXTENSIONS, inspect_image
+from classifier.preprocessing import EXTENSIONS, stored_form
 from classifier.strategies import MIN_PER_LABEL, USEFUL_PER_LABEL, can_adapt, imbalance
 from classifier.strategies import MIN_PER_LABEL_PARTIAL as ADAPT_PER_LABEL
 from webui.projects.models import Image, Label, Membership, Project
@@ -84,7 +84,7 @@ def ingest_image(project: Project, user, uploaded, *, label: Label | None = None
     if not data:
         raise UploadRejected("the file is empty")
     try:
-        info = inspect_image(data)
+        data, info = stored_form(data)  # HEIC becomes JPEG here, before it is hashed and stored
     except ImageError as exc:
         raise UploadRejected(str(exc)) from None
     digest = hashlib.sha256(data).hexdigest()
