@@ -1,5 +1,6 @@
-"""`make run`'s process pair (webui/devserver.py): the site answers, the worker is ready, and Ctrl-C
-or the death of either process stops both, leaving nothing running.
+"""`make run`'s process pair (webui/devserver.py): the site answers, the worker is ready, the terminal
+gets a short account ending with where to sign in, a dead worker is started again, and Ctrl-C stops
+both, leaving nothing running.
 
 Runs the real gunicorn and Celery worker on the embedded defaults (SQLite, the SQLite broker, local
 files) in a temporary data directory, as on a fresh machine.
@@ -104,7 +105,9 @@ def make_run(tmp_path):
     started: dict[int, str] = {}
     try:
         _wait_for("the site did not answer", lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 90, log)
-        _wait_for("the worker did not become ready", lambda: b" ready." in log.read_bytes(), 90, log)
+        _wait_for(
+            "the worker did not become ready", lambda: b"the worker is ready" in log.read_bytes(), 90, log
+        )
         started.update(_descendants(process.pid))
         yield process, port, log, started
     finally:
@@ -124,13 +127,37 @@ def test_ctrl_c_stops_the_site_and_the_worker(make_run):
     assert not _answers(f"http://127.0.0.1:{port}/healthz")
 
 
-def test_it_stops_the_site_when_the_worker_dies(make_run):
+def test_the_terminal_gets_a_short_account_ending_with_where_to_sign_in(make_run, tmp_path):
     process, port, log, started = make_run
-    worker = next(
-        pid for pid, cmd in started.items() if "celery" in cmd and process.pid == _processes()[pid][0]
-    )
+    _wait_for("no sign-in line", lambda: b"sign in at" in log.read_bytes(), 30, log)
+    assert _answers(f"http://127.0.0.1:{port}/healthz")
+    lines = log.read_text().splitlines()
+    assert len(lines) <= 6, lines
+    assert all(line.startswith("pinhole | ") for line in lines), lines
+    assert any(f"ready: sign in at http://127.0.0.1:{port}/" in line for line in lines), lines
+    # The processes' own output is kept, in the data directory's logs.
+    logs = tmp_path / "var" / "logs"
+    assert "GET /healthz" in (logs / "web.log").read_text()
+    assert " ready." in (logs / "worker.log").read_text()
+
+
+def test_it_starts_a_dead_worker_again_and_the_site_stays_up(make_run):
+    process, port, log, started = make_run
+
+    def worker_pids():
+        table = _processes()
+        return [pid for pid, (ppid, cmd) in table.items() if ppid == process.pid and "celery" in cmd]
+
+    [worker] = worker_pids()
     os.kill(worker, signal.SIGKILL)
-    assert process.wait(timeout=30) != 0
-    assert "The worker process exited" in log.read_text()
-    _wait_for("processes were left running", lambda: not _alive(started), 15, log)
-    assert not _answers(f"http://127.0.0.1:{port}/healthz")
+    _wait_for("the worker was not started again", lambda: b"starting it again" in log.read_bytes(), 30, log)
+    _wait_for(
+        "the new worker did not become ready",
+        lambda: log.read_text().count("the worker is ready") == 2,
+        90,
+        log,
+    )
+    assert process.poll() is None and _answers(f"http://127.0.0.1:{port}/healthz")
+    [again] = worker_pids()
+    assert again != worker
+    started.update(_descendants(process.pid))
