@@ -81,9 +81,10 @@ def _time_limits_belong_to_the_worker(headers=None, **kwargs):
 def _recover_lost_jobs(sender=None, **kwargs):
     # A starting worker re-queues the jobs of its queues whose message the broker lost.
     queues = {q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", [])}
-    from webui.jobs.recovery import recover
+    from webui.jobs.recovery import Sweeper, recover
 
     recover(queues or {"default", "training"})
+    Sweeper(queues or {"default", "training"}).start()
 
 
 @signals.worker_process_init.connect

@@ -126,6 +126,25 @@ def test_a_starting_worker_sends_again_the_jobs_of_its_queues_whose_message_was_
     assert set(sent) == {(TrainingRun, lost[TrainingRun].pk), (TrainingRun, dead[TrainingRun].pk)}
 
 
+def test_a_running_worker_sends_again_the_jobs_whose_worker_died_once_per_window(make_job, monkeypatch):
+    """A worker killed and started again within one heartbeat window found nothing stale at its
+    start; the sweep while it runs catches the job once its heartbeat is silent, and does not flood
+    the queue with a message every window while the new message waits."""
+    sent = []
+    monkeypatch.setattr(lifecycle, "enqueue", lambda model, job_id: sent.append((model, job_id)))
+    long_ago = timezone.now() - timedelta(hours=1)
+    dead = make_job(TrainingRun, status=JobStatus.RUNNING, heartbeat_at=long_ago)
+    make_job(TrainingRun, status=JobStatus.RUNNING, heartbeat_at=timezone.now())  # alive
+    make_job(TrainingRun).__class__.objects.filter(status=JobStatus.QUEUED).update(created=long_ago)
+    make_job(ZipImport, status=JobStatus.RUNNING, heartbeat_at=long_ago)  # not this worker's queue
+    sweeper = recovery.Sweeper({"training"})
+    assert sweeper.sweep() == [("training.TrainingRun", dead.pk)]
+    assert sent == [(TrainingRun, dead.pk)]  # a queued job is the start-up sweep's business only
+    assert sweeper.sweep() == []  # sent already: not again within RESEND_WINDOWS windows
+    sweeper.sent = {key: when - 10_000 for key, when in sweeper.sent.items()}
+    assert sweeper.sweep() == [("training.TrainingRun", dead.pk)]
+
+
 def test_every_kind_of_job_names_a_task_on_the_queue_its_recovery_sweeps():
     from django.apps import apps
     from django.utils.module_loading import import_string

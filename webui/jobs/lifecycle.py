@@ -177,6 +177,12 @@ def recover_stale(model: type[Job], *, queued_for: timedelta = timedelta(minutes
     return ids
 
 
+def dead_jobs(model: type[Job]) -> list[int]:
+    """Running jobs whose heartbeat went silent: their worker died (a message for them may be gone)."""
+    stale = model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - stale_after())
+    return list(stale.values_list("pk", flat=True))
+
+
 def cancel(job: Job) -> Job:
     """Cancel a queued job at once; ask a running one to stop at its next progress report.
 

@@ -1,14 +1,21 @@
-"""Which jobs a starting worker looks for, by the queue it serves.
+"""Which jobs a worker looks for, by the queue it serves.
 
 A worker that starts re-queues the stale jobs (lifecycle.recover_stale) of the kinds its queues carry,
-so messages a broker lost are sent again.
+so messages a broker lost are sent again. While it runs, it also looks every heartbeat window for
+running jobs whose worker died (`Sweeper`): a worker killed and started again within that window
+would otherwise find nothing stale at its start, and the job would stay "running" until the next
+start.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from django.apps import apps
+from django.conf import settings
+from django.db import close_old_connections
 
 from webui.jobs import lifecycle
 
@@ -35,3 +42,48 @@ def recover(queues) -> dict[str, list[int]]:
             except Exception:  # never keep a worker from starting over a recovery sweep
                 log.exception("recovering lost %s jobs failed", kind)
     return found
+
+
+class Sweeper(threading.Thread):
+    """Re-queues, every heartbeat window, the running jobs of these queues whose worker died.
+
+    A job is sent again at most once per RESEND_WINDOWS windows by this worker: its new message may
+    wait behind other work, and the claim (a conditional UPDATE) lets only one delivery run it anyway.
+    """
+
+    RESEND_WINDOWS = 5
+
+    def __init__(self, queues):
+        super().__init__(name="pinhole-job-sweeper", daemon=True)
+        self.queues = sorted(queues)
+        self.sent: dict[tuple[str, int], float] = {}
+        self.stopped = threading.Event()
+
+    @property
+    def every_s(self) -> float:
+        return float(settings.PINHOLE_HEARTBEAT_STALE_S)
+
+    def sweep(self) -> list[tuple[str, int]]:
+        """One look; returns the (kind, id) sent again."""
+        now, resent = time.monotonic(), []
+        for queue in self.queues:
+            for kind in JOB_KINDS.get(queue, ()):
+                try:
+                    model = apps.get_model(kind)
+                    for job_id in lifecycle.dead_jobs(model):
+                        last = self.sent.get((kind, job_id))
+                        if last is not None and now - last < self.RESEND_WINDOWS * self.every_s:
+                            continue
+                        lifecycle.enqueue(model, job_id)
+                        self.sent[(kind, job_id)] = now
+                        resent.append((kind, job_id))
+                except Exception:  # the database may be briefly away; look again next window
+                    log.exception("looking for dead %s jobs failed", kind)
+        if resent:
+            log.warning("re-queued jobs whose worker died: %s", resent)
+        return resent
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            self.sweep()
+            close_old_connections()  # this thread's connection must not outlive the database's patience
