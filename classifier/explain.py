@@ -28,12 +28,16 @@ import numpy as np
 from .artifacts import load_arrays
 from .errors import ArtifactError
 from .heads import LinearHead
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, frame_box, preprocess
 
 FEATURES = "features"
 PROBABILITIES = "probabilities"
-# How strongly the heat is laid over the picture at its hottest.
-OVERLAY_ALPHA = 0.6
+# How the evidence is drawn: the longest side of the picture shown, how dark a place with no evidence
+# gets, how dark what the network never sees gets, and how warm the strongest evidence is tinted.
+OVERLAY_SIDE = 480
+DARKEST = 0.3
+OUTSIDE_LIGHT = 0.15
+TINT = 0.45
 JPEG_QUALITY = 85
 _PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Identity"}
 
@@ -50,7 +54,7 @@ class Segment:
 class Explanation:
     label_index: int
     heat: np.ndarray  # [crop, crop] evidence for the label per input pixel (>= 0, hottest = 1)
-    overlay_jpeg: bytes  # what the network saw, with the heat laid over it
+    overlay_jpeg: bytes  # the photo, lit where the evidence is
     coverage: float  # share of the label's positive evidence that has a place in the picture
     logits: np.ndarray  # the scores the contributions add up to, for checking against the model
 
@@ -141,9 +145,10 @@ class Explainer:
         self.head = LinearHead.from_arrays(load_arrays(Path(path), verify=False))
         self.preprocessing = preprocessing
 
-    def explain(self, tensor: np.ndarray, label_index: int | None = None) -> Explanation:
-        """Args: tensor: one preprocessed picture [1, 3, crop, crop]; label_index: the label to explain
-        (default: the answer). Returns: its Explanation."""
+    def explain(self, photo, label_index: int | None = None) -> Explanation:
+        """Args: photo: an upright RGB PIL image (from preprocessing.load_rgb); label_index: the label
+        to explain (default: the answer). Returns: its Explanation."""
+        tensor = preprocess(photo, self.preprocessing)[None]
         names = [PROBABILITIES, FEATURES] + [s.tensor for s in self.segments]
         values = self.session.run(names, {self.session.get_inputs()[0].name: tensor})
         outputs = dict(zip(names, values, strict=True))
@@ -182,23 +187,38 @@ class Explainer:
         top = float(heat.max())
         heat = heat / top if top > 0 else heat
         coverage = placed / (placed + unplaced) if placed + unplaced > 0 else 0.0
-        return Explanation(c, heat.astype(np.float32), self._overlay(tensor[0], heat), coverage, logits)
+        overlay = _overlay(photo, heat, frame_box(*photo.size, self.preprocessing))
+        return Explanation(c, heat.astype(np.float32), overlay, coverage, logits)
 
-    def _overlay(self, picture: np.ndarray, heat: np.ndarray) -> bytes:
-        from PIL import Image
 
-        mean = np.asarray(self.preprocessing.mean, np.float32)[:, None, None]
-        std = np.asarray(self.preprocessing.std, np.float32)[:, None, None]
-        rgb = np.clip((picture * std + mean).transpose(1, 2, 0), 0, 1)
-        # Yellow to red as the evidence grows; where there is none, the picture as the network saw it.
-        colour = np.stack([np.ones_like(heat), 1.0 - 0.85 * heat, np.zeros_like(heat)], axis=-1)
-        alpha = (OVERLAY_ALPHA * heat)[..., None]
-        blended = (1 - alpha) * rgb + alpha * colour
-        buffer = io.BytesIO()
-        Image.fromarray((blended * 255).round().astype(np.uint8)).save(
-            buffer, format="JPEG", quality=JPEG_QUALITY
-        )
-        return buffer.getvalue()
+def _overlay(photo, heat: np.ndarray, box: tuple[float, float, float, float]) -> bytes:
+    """The photo (at most OVERLAY_SIDE pixels a side) lit where the evidence is, warm where it is
+    strongest, and greyed where the network does not look (outside its frame)."""
+    from PIL import Image
+
+    scale = min(1.0, OVERLAY_SIDE / max(photo.size))
+    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+    rgb = np.asarray(photo.convert("RGB").resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
+    left, top, right, bottom = (round(v * scale) for v in box)
+    canvas = np.full(size[::-1], np.nan, dtype=np.float32)  # nan: outside what the network sees
+    framed = (max(1, right - left), max(1, bottom - top))
+    resized = Image.fromarray(heat.astype(np.float32), mode="F").resize(framed, Image.Resampling.BILINEAR)
+    region = np.asarray(resized, np.float32)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(bottom, size[1]), min(right, size[0])
+    canvas[y0:y1, x0:x1] = region[y0 - top : y1 - top, x0 - left : x1 - left]
+    outside = np.isnan(canvas)
+    level = np.nan_to_num(canvas, nan=0.0)[..., None]
+    # Light follows the evidence (sqrt: a place with a quarter of the top evidence is half lit).
+    light = np.where(outside[..., None], OUTSIDE_LIGHT, DARKEST + (1 - DARKEST) * np.sqrt(level))
+    warm = np.concatenate([np.ones_like(level), 1.0 - 0.8 * level, np.zeros_like(level)], axis=-1)
+    tint = TINT * level
+    blended = ((1 - tint) * rgb + tint * warm) * light
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(blended, 0, 1) * 255).round().astype(np.uint8)).save(
+        buffer, format="JPEG", quality=JPEG_QUALITY
+    )
+    return buffer.getvalue()
 
 
 def _spread(per_place: np.ndarray, crop: int) -> np.ndarray:

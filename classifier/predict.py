@@ -157,7 +157,9 @@ class Predictor:
         with self._explainer_lock:
             if self._explainer is None:
                 self._explainer = Explainer(self.path, self.preprocessing, threads=1)
-        return self._explainer.explain(self._tensor([source]), label_index)
+        # Decoded as for a prediction (the same reduced JPEG decode), so the explained answer is the one given.
+        photo = load_rgb(source, target_size=self.preprocessing.resize)
+        return self._explainer.explain(photo, label_index)
 
     def predict(self, sources: Sequence, top_k: int = 5) -> list[Prediction]:
         """Args: sources: images; top_k: how many labels to list. Returns: one Prediction per image."""

@@ -428,6 +428,16 @@ def scale_bias(prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
     return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
 
 
+def frame_box(width: int, height: int, prep: Preprocessing) -> tuple[float, float, float, float]:
+    """The part of a width x height picture the network sees, as (left, top, right, bottom) in its
+    pixels: the center crop after resizing the short side, or the whole frame (framing "full")."""
+    if prep.framing == "full":
+        return (0.0, 0.0, float(width), float(height))
+    (new_w, new_h), (left, top) = resize_crop_box(width, height, prep)
+    sx, sy = width / new_w, height / new_h
+    return (left * sx, top * sy, (left + prep.crop) * sx, (top + prep.crop) * sy)
+
+
 def preprocess(image: Image.Image, prep: Preprocessing) -> np.ndarray:
     """Resizes the short side to `prep.resize` and center-crops `prep.crop` (framing "full": squeezes the
     whole image to crop x crop), scales to 0..1, normalises.
@@ -443,13 +453,7 @@ def preprocess(image: Image.Image, prep: Preprocessing) -> np.ndarray:
     """
     if image.mode != "RGB":
         image = _to_rgb(image)
-    width, height = image.size
-    if prep.framing == "full":
-        box = (0.0, 0.0, float(width), float(height))
-    else:
-        (new_w, new_h), (left, top) = resize_crop_box(width, height, prep)
-        sx, sy = width / new_w, height / new_h
-        box = (left * sx, top * sy, (left + prep.crop) * sx, (top + prep.crop) * sy)
+    box = frame_box(*image.size, prep)
     out = image.resize((prep.crop, prep.crop), _RESAMPLING[prep.interpolation], box=box, reducing_gap=3.0)
     scale, bias = scale_bias(prep)
     # Channel by channel straight into the CHW result: about 5x faster than float HWC math plus a

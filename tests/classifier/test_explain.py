@@ -44,7 +44,30 @@ def test_the_map_adds_up_to_the_models_own_answer(trained):
         assert explanation.heat.shape == (crop, crop)
         assert explanation.heat.min() >= 0 and explanation.heat.max() == pytest.approx(1.0)
         assert 0.0 < explanation.coverage <= 1.0
-        assert Image.open(io.BytesIO(explanation.overlay_jpeg)).size == (crop, crop)
+        # Drawn on the photo itself (240 x 240 here), not on the square the network was given.
+        assert Image.open(io.BytesIO(explanation.overlay_jpeg)).size == (240, 240)
+
+
+def test_the_overlay_keeps_the_photos_shape_and_greys_what_the_network_does_not_see():
+    from classifier.explain import _overlay
+    from classifier.preprocessing import frame_box
+
+    wide = Image.new("RGB", (960, 480), (200, 200, 200))
+    heat = np.zeros((224, 224))
+    heat[:, 112:] = 1.0  # all the evidence in the right half of the square
+    prep = Preprocessing(resize=256, crop=224, mean=(0.5,) * 3, std=(0.5,) * 3, framing="crop")
+    box = frame_box(960, 480, prep)  # the centre 420 x 420 (224 of the 256 the short side becomes)
+    assert box == pytest.approx((270, 30, 690, 450), abs=1)
+    pixels = np.asarray(Image.open(io.BytesIO(_overlay(wide, heat, box))).convert("L"), dtype=float)
+    assert pixels.shape == (240, 480)  # the photo's own shape, at most 480 a side
+    outside, cold, hot = (
+        pixels[:, :120].mean(),
+        pixels[20:220, 150:230].mean(),
+        pixels[20:220, 250:340].mean(),
+    )
+    assert outside < cold < hot, (outside, cold, hot)
+    full = Preprocessing(resize=224, crop=224, mean=(0.5,) * 3, std=(0.5,) * 3, framing="full")
+    assert frame_box(960, 480, full) == (0, 0, 960, 480)
 
 
 @pytest.mark.parametrize("corner", [(0, 0), (1, 0), (0, 1), (1, 1)])
@@ -119,8 +142,9 @@ def test_it_traces_a_head_that_reads_earlier_blocks_and_cuts_a_wider_vector(tmp_
     prep = Preprocessing(resize=16, crop=16, mean=(0.5,) * 3, std=(0.5,) * 3)
     explainer = Explainer(path, prep)
     assert [(s.tensor, s.pooled) for s in explainer.segments][:2] == [("late", True), ("early_relu", True)]
-    picture = rng.normal(size=(1, 3, 16, 16)).astype(np.float32)
+    picture = Image.fromarray(rng.integers(0, 255, size=(16, 16, 3), dtype=np.uint8))
     explanation = explainer.explain(picture)
-    probabilities = explainer.session.run(["probabilities"], {"input": picture})[0][0]
+    tensor = ((np.asarray(picture, np.float32) / 255 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+    probabilities = explainer.session.run(["probabilities"], {"input": tensor})[0][0]
     assert np.allclose(softmax(explanation.logits), probabilities, atol=1e-5)
     assert explanation.coverage == pytest.approx(1.0)

@@ -62,8 +62,8 @@
       image.alt = "The photo as the model saw it, warmer where it found " + body.heatmap_label;
       figure.appendChild(image);
       figure.appendChild(el("figcaption", "muted small",
-        "Where it found “" + body.heatmap_label + "”: the warmer, the more that part of the photo counted. " +
-        "This is the square the model sees."));
+        "Where it found \u201c" + body.heatmap_label + "\u201d: the brighter and warmer a part of the photo, " +
+        "the more it counted. Darkest: parts the model does not look at."));
       box.appendChild(figure);
     }
     if (body.model_version) box.appendChild(el("p", "muted small", "Answered by v" + body.model_version + "."));
