@@ -51,7 +51,7 @@ def _configure(sender, **kwargs):
         result_serializer="json",
         task_ignore_result=True,
         # A task is acknowledged only when it finishes; if its worker process dies it goes back
-        # to the queue instead of being lost (RELIABILITY row 14).
+        # to the queue instead of being lost (a worker killed mid-task).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

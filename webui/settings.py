@@ -133,13 +133,16 @@ MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = "/media-not-served/"
 STORAGES = storages_config(os.environ, MEDIA_ROOT)
 
-# Upload limits (RELIABILITY rows 8-9). Django caps neither the number of files nor their size.
+# Upload limits: how many files and how many bytes one request may carry (Django caps neither).
 PINHOLE_MAX_IMAGE_MB = env_float("PINHOLE_MAX_IMAGE_MB", 20.0, minimum=0.1)
 PINHOLE_MAX_REQUEST_MB = env_float("PINHOLE_MAX_REQUEST_MB", 50.0, minimum=0.1)
 PINHOLE_MAX_FILES_PER_REQUEST = env_int("PINHOLE_MAX_FILES_PER_REQUEST", 100, minimum=1)
 DATA_UPLOAD_MAX_NUMBER_FILES = PINHOLE_MAX_FILES_PER_REQUEST
-# Zip imports (RELIABILITY row 7): checked from the central directory before anything is extracted.
-PINHOLE_MAX_ZIP_MB = env_float("PINHOLE_MAX_ZIP_MB", 200.0, minimum=1)
+# Zip imports (zip bombs, path tricks): checked from the central directory before anything is extracted.
+# PINHOLE_MAX_ZIP_MB was this setting's name before the PINHOLE_ZIP_MAX_* names; still read.
+PINHOLE_ZIP_MAX_MB = env_float(
+    "PINHOLE_ZIP_MAX_MB" if "PINHOLE_ZIP_MAX_MB" in os.environ else "PINHOLE_MAX_ZIP_MB", 200.0, minimum=1
+)
 PINHOLE_ZIP_MAX_UNCOMPRESSED_MB = env_float("PINHOLE_ZIP_MAX_UNCOMPRESSED_MB", 200.0, minimum=1)
 PINHOLE_ZIP_MAX_ENTRIES = env_int("PINHOLE_ZIP_MAX_ENTRIES", 2000, minimum=1)
 PINHOLE_ZIP_MAX_RATIO = env_float("PINHOLE_ZIP_MAX_RATIO", 50.0, minimum=1)
@@ -153,8 +156,8 @@ FILE_UPLOAD_HANDLERS = [
 ]
 FILE_UPLOAD_TEMP_DIR = None
 
-# Rate limits per minute (RELIABILITY rows 29, 34): public share-page predictions per IP, failed share
-# token lookups per IP (guessing), and "Try it" predictions per signed-in user.
+# Rate limits per minute: public share-page predictions per IP, failed share token lookups per IP
+# (guessing), and "Try it" predictions per signed-in user.
 PINHOLE_SHARE_RATE_PER_MINUTE = env_int("PINHOLE_SHARE_RATE_PER_MINUTE", 20, minimum=1)
 PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE = env_int("PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE", 30, minimum=1)
 PINHOLE_TRY_RATE_PER_MINUTE = env_int("PINHOLE_TRY_RATE_PER_MINUTE", 120, minimum=1)

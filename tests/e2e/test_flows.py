@@ -446,6 +446,18 @@ def test_flow2_fix_from_matrix_retrain_promote(live_app, sign_in, shot, state):
     expect(page.locator(".page-title .badge-ok")).to_have_text(f"v{number} serving")
     shot(page, "06-versions-promoted")
 
+    # On a phone every row's actions are on screen (each row is a card), and they work.
+    phone = sign_in("alice", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    phone.goto(f"/projects/{project_id}/versions/")
+    old_row = phone.locator("table.versions-table tbody tr").filter(
+        has=phone.locator("td:first-child a", has_text=f"v{state['v1']}")
+    )
+    for name in ("Results", "Serve", "Download", "Delete"):
+        box = old_row.locator("a.btn, button.btn", has_text=name).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "06b-versions-on-a-phone")
+
     # The comparison of the two, with the test photos whose answer changed.
     page.get_by_role("button", name="Compare").click()
     expect(page.locator("main")).to_contain_text("Accuracy")

@@ -115,3 +115,25 @@ def test_on_a_phone_the_label_bar_shows_every_button_and_the_toast_stays_above_i
     assert page.evaluate("document.activeElement.textContent") == "Skip to the pictures"
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.classList.contains('tile')")
+
+
+def test_on_a_phone_revoke_buttons_are_on_screen(live_app, sign_in, shot):
+    page = sign_in("alice", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto("/accounts/tokens/")
+    page.get_by_label("What is it for?").fill("a script with a rather long name for a phone screen")
+    page.get_by_role("button", name="Create token").click()
+    revoke = page.get_by_role("button", name="Revoke a script with a rather long name for a phone screen")
+    box = revoke.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    page.goto("/projects/")
+    _new_project(page, "Share on a phone")
+    page.get_by_role("navigation", name="Project").get_by_role("link", name="Share", exact=True).click()
+    select = page.get_by_label("Answers with")
+    box = select.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # not cut off by its long option
+    page.get_by_role("button", name="Create link").click()
+    for name in ("Regenerate", "Revoke"):
+        box = page.locator("table tbody tr").get_by_role("button", name=name).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "01-share-links-on-a-phone")

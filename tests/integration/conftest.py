@@ -1,4 +1,4 @@
-"""Real Celery workers, brokers and databases for the RELIABILITY fault rows.
+"""Real Celery workers, brokers and databases for the fault tests.
 
 How a worker subprocess sees the test's data
 --------------------------------------------

@@ -1,4 +1,4 @@
-"""Broker and database faults around a real worker (RELIABILITY rows 16, 17 and 18)."""
+"""Broker and database faults around a real worker: the broker away at start, lost mid-task, the database away."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A worker that dies, keeps dying, or runs out of time (RELIABILITY rows 14, 15 and 20)."""
+"""A worker that dies, keeps dying, or runs out of time."""
 
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ def test_it_lists_projects_with_a_cover_and_counts(client_for, project, data, ow
 
 # --- the sweep: every page of the site, filled with another project's ids ------------------------------
 #
-# RELIABILITY.md rows 27 and 28 for pages: anonymous visitors are sent to sign in, signed-in strangers get
+# Access for pages: anonymous visitors are sent to sign in, signed-in strangers get
 # 404 (never a hint that an id exists), viewers cannot change anything, and nothing changes in the
 # database while being refused. The table below must name every URL pattern of the site; the guard test
 # fails when a new page appears that the sweep does not know how to fill.

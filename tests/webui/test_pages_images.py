@@ -1,4 +1,4 @@
-"""Images are only ever shown as freshly encoded JPEGs of their decoded pixels (RELIABILITY row 5)."""
+"""Images are only ever shown as freshly encoded JPEGs of their decoded pixels."""
 
 from __future__ import annotations
 

@@ -453,7 +453,7 @@ def test_the_image_counts_of_a_version_agree_everywhere(client_for, version, vie
     project = version.project
     versions = client_for(viewer).get(reverse("training:versions", args=[project.pk])).content.decode()
     # The served model learned from all 56 (test images included); 14 of them were the test photos.
-    assert "<td>56</td>" in versions and "<td>70</td>" not in versions
+    assert '<td data-label="Images">56</td>' in versions and ">70<" not in versions
     page = client_for(viewer).get(reverse("training:version", args=[project.pk, 1])).content.decode()
     assert "Scored on 14 test photos by a model trained on the other 42, never on these" in page
     assert "The model you use then learned from all 56." in page

@@ -1,4 +1,4 @@
-"""Oversized requests are refused before their body is read (RELIABILITY rows 8-9)."""
+"""Oversized requests are refused before their body is read (too many files, too many bytes)."""
 
 import os
 import socket

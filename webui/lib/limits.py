@@ -1,4 +1,5 @@
-"""Refuse oversized request bodies before reading them (RELIABILITY row 8).
+"""Refuse oversized request bodies before reading them, so a huge upload costs
+the server nothing.
 
 Django caps neither file uploads nor the number of bytes it reads for them, and gunicorn does not
 either: a 60 MB POST would be read and spooled to disk before any view could refuse it. The

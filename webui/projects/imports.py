@@ -51,7 +51,7 @@ class ZipEntry:
 def zip_limits() -> dict[str, float]:
     """The caps a bulk import must stay under, from settings with defaults."""
     return {
-        "max_zip_mb": float(getattr(settings, "PINHOLE_MAX_ZIP_MB", 200)),
+        "max_zip_mb": float(settings.PINHOLE_ZIP_MAX_MB),
         "max_uncompressed_mb": float(getattr(settings, "PINHOLE_ZIP_MAX_UNCOMPRESSED_MB", 200)),
         "max_entries": int(getattr(settings, "PINHOLE_ZIP_MAX_ENTRIES", 2000)),
         "max_ratio": float(getattr(settings, "PINHOLE_ZIP_MAX_RATIO", 50)),

@@ -187,7 +187,8 @@ DERIVATIVES = {"thumb": 256, "full": 1600}
 
 
 def derivative(image: Image, kind: str) -> bytes:
-    """A freshly encoded JPEG of the image's decoded pixels, never the stored bytes (RELIABILITY row 5).
+    """A freshly encoded JPEG of the image's decoded pixels, never the stored bytes
+    (bytes hidden in a comment or an appended page never reach a browser).
 
     Cached on disk by content hash under PINHOLE_MODEL_CACHE/thumbs, so each image is decoded once.
     """

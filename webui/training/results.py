@@ -38,11 +38,9 @@ def _reason(strategy: str, reason: str) -> str:
     return reason[len(prefix) :].strip() if strategy and reason.startswith(prefix) else reason
 
 
-def _heat(fraction: float, correct: bool) -> str:
-    alpha = 0.08 + 0.85 * fraction if fraction else 0.0
-    rgb = "4, 120, 87" if correct else "185, 28, 28"
-    ink = "#fff" if alpha > 0.5 else "inherit"
-    return f"background: rgba({rgb}, {alpha:.2f}); color: {ink}"
+def _shade(fraction: float) -> float:
+    """How strongly a confusion cell is coloured (its colour and ink are in pages.css)."""
+    return round(0.08 + 0.85 * fraction, 2) if fraction else 0.0
 
 
 def _matrix(metrics: dict) -> list[dict]:
@@ -61,7 +59,7 @@ def _matrix(metrics: dict) -> list[dict]:
                     "pct": round(fraction * 100),
                     "predicted": labels[j] if j < len(labels) else str(j),
                     "correct": i == j,
-                    "style": _heat(fraction, i == j),
+                    "shade": _shade(fraction),
                 }
             )
         rows.append({"label": labels[i] if i < len(labels) else str(i), "cells": cells, "total": sum(counts)})

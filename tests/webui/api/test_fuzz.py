@@ -1,4 +1,4 @@
-"""Schemathesis against the OpenAPI schema (RELIABILITY row 36): no 5xx, and answers match the schema.
+"""Schemathesis against the OpenAPI schema: no 5xx, and answers match the schema.
 
 The app runs in-process over WSGI, signed in by token as a project's owner; examples are bounded so the
 whole module stays within seconds per operation. Path ids point at the owner's real project, label,

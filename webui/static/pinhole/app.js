@@ -6,7 +6,9 @@
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
     if (match) return decodeURIComponent(match[1]);
     const field = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return field ? field.value : "";
+    if (field) return field.value;
+    const holder = document.querySelector("[data-csrf]");
+    return holder ? holder.dataset.csrf : "";
   }
 
   /* POST form data (FormData or a plain object) and get JSON back: {status, ok, body}. */
@@ -102,6 +104,23 @@
         done.hidden = false;
       }
     });
+  });
+
+  /* The one way to confirm a destructive form: <form data-confirm="Delete …?"> asks before it is sent
+     (no inline handlers, so the pages keep working under a strict content security policy). */
+  document.addEventListener("submit", (e) => {
+    const form = e.target;
+    if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      e.preventDefault();
+    }
+  }, true);
+
+  /* A region htmx fills in on request (a confusion cell's photos) comes into view once filled. */
+  document.addEventListener("htmx:afterSwap", (e) => {
+    const target = e.detail && e.detail.target;
+    if (target && target.hasAttribute("data-scroll-after-swap")) {
+      target.scrollIntoView({ behavior: "smooth", block: "nearest" });
+    }
   });
 
   /* Tabs wider than the screen scroll sideways: show the current one, and fade the side with more. */

@@ -9,10 +9,6 @@
   const panel = document.getElementById("labels");
   if (panel && window.location.hash === "#labels") panel.open = true;
 
-  document.querySelectorAll("form[data-confirm]").forEach((form) => {
-    form.addEventListener("submit", (e) => { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
-  });
-
   const grid = document.getElementById("grid");
   if (!grid) return;
   const editable = grid.dataset.editable === "1";

@@ -1,27 +1,28 @@
-/* Try it: drop, paste, pick or photograph an image; show the model's top labels as bars.
-   Used by the signed-in "Try it" page, the public share page and its embeddable variant. */
+/* Try it: drop, paste, pick or photograph an image; show the model's top labels as bars and, when
+   asked, where in the photo the answer came from. Used by the signed-in "Try it" page, the public
+   share page and its embeddable variant (app.js's Pinhole.post sends it). */
 (function () {
   "use strict";
 
   function el(tag, className, text) {
-    var node = document.createElement(tag);
+    const node = document.createElement(tag);
     if (className) node.className = className;
     if (text !== undefined) node.textContent = text;  // never innerHTML: labels come from users
     return node;
   }
 
   function pct(p) {
-    var v = p * 100;
+    const v = p * 100;
     return (v >= 10 || v === 0 ? Math.round(v) : v.toFixed(1)) + "%";
   }
 
   function bars(top, muted) {
-    var list = el("ol", "answer-bars" + (muted ? " muted-bars" : ""));
-    top.forEach(function (row, i) {
-      var item = el("li", "answer-bar" + (i === 0 && !muted ? " best" : ""));
+    const list = el("ol", "answer-bars" + (muted ? " muted-bars" : ""));
+    top.forEach((row, i) => {
+      const item = el("li", "answer-bar" + (i === 0 && !muted ? " best" : ""));
       item.appendChild(el("span", "answer-name", row.label));
-      var track = el("span", "answer-track");
-      var fill = el("span", "answer-fill");
+      const track = el("span", "answer-track");
+      const fill = el("span", "answer-fill");
       fill.style.width = Math.max(1, Math.round(row.probability * 100)) + "%";
       track.appendChild(fill);
       item.appendChild(track);
@@ -29,6 +30,18 @@
       list.appendChild(item);
     });
     return list;
+  }
+
+  function heatmapFigure(body) {
+    const figure = el("figure", "answer-heatmap");
+    const image = el("img");
+    image.src = body.heatmap;  // a data: URL the server made
+    image.alt = "The photo, lit where the model found " + body.heatmap_label;
+    figure.appendChild(image);
+    figure.appendChild(el("figcaption", "muted small",
+      "Where it found \u201c" + body.heatmap_label + "\u201d: the brighter and warmer a part of the photo, " +
+      "the more it counted. Darkest: parts the model does not look at."));
+    return figure;
   }
 
   function render(box, body) {
@@ -49,45 +62,36 @@
       box.appendChild(bars(body.top, true));
     } else {
       box.appendChild(el("p", "answer-kicker", "Looks like"));
-      var title = el("p", "answer-title", body.label);
+      const title = el("p", "answer-title", body.label);
       // Say what the number is: a bare "79 %" beside the label read as anything.
       title.appendChild(el("span", "answer-title-pct", " " + pct(body.probability) + " sure"));
       box.appendChild(title);
       box.appendChild(bars(body.top, false));
     }
-    if (body.heatmap) {
-      var figure = el("figure", "answer-heatmap");
-      var image = el("img");
-      image.src = body.heatmap;  // a data: URL the server made
-      image.alt = "The photo as the model saw it, warmer where it found " + body.heatmap_label;
-      figure.appendChild(image);
-      figure.appendChild(el("figcaption", "muted small",
-        "Where it found \u201c" + body.heatmap_label + "\u201d: the brighter and warmer a part of the photo, " +
-        "the more it counted. Darkest: parts the model does not look at."));
-      box.appendChild(figure);
-    }
+    if (body.heatmap) box.appendChild(heatmapFigure(body));
     if (body.model_version) box.appendChild(el("p", "muted small", "Answered by v" + body.model_version + "."));
   }
 
   function setup(root) {
-    var url = root.dataset.predictUrl;
-    var zone = root.querySelector(".dropzone");
-    var preview = root.querySelector(".try-preview");
-    var hint = root.querySelector(".drop-hint");
-    var answer = root.querySelector(".try-answer");
-    var pretrained = root.querySelector("input[name=pretrained]");
-    var heatmap = root.querySelector("input[name=heatmap]");
-    var objectUrl = null;
-    var busy = 0;
-    var last = null;  // the photo shown, asked again when a toggle changes what to show
+    const url = root.dataset.predictUrl;
+    const zone = root.querySelector(".dropzone");
+    const preview = root.querySelector(".try-preview");
+    const hint = root.querySelector(".drop-hint");
+    const answer = root.querySelector(".try-answer");
+    const pretrained = root.querySelector("input[name=pretrained]");
+    const heatmap = root.querySelector("input[name=heatmap]");
+    const problem = (text) => answer.replaceChildren(el("p", "callout callout-bad", text));
+    let objectUrl = null;
+    let ticket = 0;
+    let last = null;  // the photo shown, asked again when a toggle changes what to show
 
-    function send(file) {
+    async function send(file) {
       if (!file) return;
-      last = file;
       if (file.type && file.type.indexOf("image/") !== 0) {
-        answer.replaceChildren(el("p", "callout callout-bad", "That is not an image file."));
+        problem("That is not an image file.");
         return;
       }
+      last = file;
       if (objectUrl) URL.revokeObjectURL(objectUrl);
       objectUrl = URL.createObjectURL(file);
       preview.src = objectUrl;
@@ -95,68 +99,63 @@
       hint.hidden = true;
       zone.classList.add("has-image");
       answer.replaceChildren(el("p", "answer-loading", "Looking…"));
-      var form = new FormData();
+      const form = new FormData();
       form.append("file", file, file.name || "pasted.png");
       if (pretrained && pretrained.checked) form.append("mode", "pretrained");
       if (heatmap && heatmap.checked) form.append("heatmap", "1");
-      var headers = {};
-      if (root.dataset.csrf) headers["X-CSRFToken"] = root.dataset.csrf;
-      var ticket = ++busy;
-      fetch(url, { method: "POST", body: form, headers: headers, credentials: "same-origin" })
-        .then(function (response) {
-          return response.json().catch(function () { return {}; }).then(function (body) {
-            return { ok: response.ok, status: response.status, body: body };
-          });
-        })
-        .then(function (r) {
-          if (ticket !== busy) return;  // a newer photo was chosen meanwhile
-          if (r.ok) render(answer, r.body);
-          else answer.replaceChildren(el("p", "callout callout-bad", r.body.detail || "Something went wrong (" + r.status + ")."));
-        })
-        .catch(function () {
-          if (ticket === busy) answer.replaceChildren(el("p", "callout callout-bad", "Could not reach the server. Check your connection."));
-        });
+      const mine = ++ticket;
+      const reply = await Pinhole.post(url, form);
+      if (mine !== ticket) return;  // a newer photo was chosen meanwhile
+      if (reply.ok) render(answer, reply.body || {});
+      else if (reply.status === 0) problem("Could not reach the server. Check your connection.");
+      else problem((reply.body && reply.body.detail) || "Something went wrong (" + reply.status + ").");
     }
 
-    root.querySelectorAll("input[type=file]").forEach(function (input) {
-      input.addEventListener("change", function () {
+    root.querySelectorAll("input[type=file]").forEach((input) => {
+      input.addEventListener("change", () => {
         send(input.files && input.files[0]);
         input.value = "";
       });
-    });
-    [pretrained, heatmap].forEach(function (toggle) {
-      if (toggle) toggle.addEventListener("change", function () { if (last) send(last); });
-    });
-    zone.addEventListener("click", function () { root.querySelector("input[type=file]").click(); });
-    zone.addEventListener("keydown", function (event) {
-      if (event.key === "Enter" || event.key === " ") {
-        event.preventDefault();
-        root.querySelector("input[type=file]").click();
+      // Picked before this deferred script listened: send it now.
+      if (input.files && input.files.length) {
+        send(input.files[0]);
+        input.value = "";
       }
     });
-    ["dragenter", "dragover"].forEach(function (name) {
-      zone.addEventListener(name, function (event) { event.preventDefault(); zone.classList.add("dragging"); });
+    [pretrained, heatmap].forEach((toggle) => {
+      if (toggle) toggle.addEventListener("change", () => { if (last) send(last); });
     });
-    ["dragleave", "drop"].forEach(function (name) {
-      zone.addEventListener(name, function () { zone.classList.remove("dragging"); });
+    const pick = () => root.querySelector("input[type=file]").click();
+    zone.addEventListener("click", pick);
+    zone.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        pick();
+      }
     });
-    zone.addEventListener("drop", function (event) {
+    ["dragenter", "dragover"].forEach((name) => {
+      zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.add("dragging"); });
+    });
+    ["dragleave", "drop"].forEach((name) => {
+      zone.addEventListener(name, () => zone.classList.remove("dragging"));
+    });
+    zone.addEventListener("drop", (event) => {
       event.preventDefault();
       send(event.dataTransfer.files && event.dataTransfer.files[0]);
     });
-    document.addEventListener("paste", function (event) {
-      var items = (event.clipboardData && event.clipboardData.items) || [];
-      for (var i = 0; i < items.length; i++) {
-        if (items[i].kind === "file" && items[i].type.indexOf("image/") === 0) {
+    document.addEventListener("paste", (event) => {
+      const items = (event.clipboardData && event.clipboardData.items) || [];
+      for (const item of items) {
+        if (item.kind === "file" && item.type.indexOf("image/") === 0) {
           event.preventDefault();
-          send(items[i].getAsFile());
+          send(item.getAsFile());
           return;
         }
       }
     });
   }
 
-  document.querySelectorAll(".tryit").forEach(function (root) {
+  document.querySelectorAll(".tryit").forEach((root) => {
     setup(root);
     root.dataset.ready = "true"; // the deferred script has bound its handlers: a file chosen now is sent
   });

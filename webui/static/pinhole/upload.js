@@ -344,6 +344,14 @@
   $("pick-files").addEventListener("change", (e) => { add(Array.from(e.target.files)); e.target.value = ""; });
   $("pick-folder").addEventListener("change", (e) => { add(Array.from(e.target.files)); e.target.value = ""; });
   $("pick-zip").addEventListener("change", (e) => { Array.from(e.target.files).forEach(importZip); e.target.value = ""; });
+  // Files picked before this deferred script listened (a fast click on a slow connection): take them now.
+  ["pick-files", "pick-folder", "pick-zip"].forEach((id) => {
+    const input = $(id);
+    if (!input.files || !input.files.length) return;
+    const files = Array.from(input.files);
+    if (id === "pick-zip") files.forEach(importZip); else add(files);
+    input.value = "";
+  });
 
   const zone = $("dropzone");
   ["dragenter", "dragover"].forEach((type) => zone.addEventListener(type, (e) => {
