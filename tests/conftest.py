@@ -156,7 +156,8 @@ def trained_project(project, editor, media_root, django_capture_on_commit_callba
     """
     pytest.importorskip("classifier.pipeline")
     from tests.helpers import BLUE, RED, photo, png
-    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.projects.ingest import ingest_image
+    from webui.projects.labels import get_or_create_label
     from webui.training.services import run_training, start_training
 
     for name, colour, base in (("red", RED, 0), ("blue", BLUE, 100)):

@@ -47,3 +47,73 @@ def test_it_imports_the_web_application_without_torch():
     )
     assert "django" in modules
     assert "torch" not in modules
+
+
+# The web apps in layers: each may import the layers below it, never one above. Pages (views, the
+# admin, URL maps) sit on top of every app and may compose any of them.
+LAYERS = ["lib", "jobs", "projects", "training", "serving", "api"]
+PAGES = {"views", "results", "admin", "urls", "pages"}
+
+
+def _webui_imports() -> dict[str, set[str]]:
+    """{module: webui modules it imports anywhere in its code}, for every module under webui/."""
+    import ast
+
+    found = {}
+    for path in (REPO / "webui").rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        names = set()
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+            for inner in ast.walk(node)
+        }  # imports for type hints only are never run
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("webui"):
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names if alias.name.startswith("webui"))
+        found[module] = names
+    return {module: {n for n in names if n in found} for module, names in found.items()}
+
+
+def test_no_app_imports_one_above_it_except_its_pages():
+    wrong = []
+    for module, imports in _webui_imports().items():
+        parts = module.split(".")
+        if len(parts) < 3 or parts[1] not in LAYERS or PAGES & set(parts[2:]):
+            continue
+        level = LAYERS.index(parts[1])
+        for name in imports:
+            app = name.split(".")[1]
+            if app in LAYERS and LAYERS.index(app) > level:
+                wrong.append(f"{module} imports {name}")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_webui_modules_import_each_other_without_cycles():
+    graph = _webui_imports()
+    cycles, state = [], {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for name in sorted(graph.get(module, ())):
+            if name == module or name.startswith(module + "."):  # a package and its own modules
+                continue
+            if state.get(name) == "open":
+                cycles.append(" -> ".join(path[path.index(name) :] + [name]))
+            elif name not in state:
+                visit(name, path + [name])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "\n".join(cycles)

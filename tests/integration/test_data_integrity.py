@@ -21,8 +21,9 @@ def small_project(django_user_model, data_dir):
     """
     from django.core.files.uploadedfile import SimpleUploadedFile
 
+    from webui.projects.ingest import ingest_image
+    from webui.projects.labels import get_or_create_label
     from webui.projects.models import Project
-    from webui.projects.services import get_or_create_label, ingest_image
 
     owner = django_user_model.objects.create_user(username="olga", password="pw-olga")
     project = Project.objects.create(name="Integrity", owner=owner)

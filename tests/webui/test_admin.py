@@ -95,7 +95,8 @@ def test_it_keeps_admin_actions_from_non_staff(client_for, owner, project, make_
 
 @pytest.fixture
 def stored_image(project, media_root, editor, image_bytes, upload):
-    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.projects.ingest import ingest_image
+    from webui.projects.labels import get_or_create_label
 
     label = get_or_create_label(project, "ants")
     return ingest_image(project, editor, upload("a.png", image_bytes()), label=label).image
@@ -193,8 +194,8 @@ def test_it_deletes_images_and_their_files(admin_client, stored_image, django_ca
 def test_it_bulk_deletes_images_and_their_files(
     admin_client, project, editor, stored_image, image_bytes, upload, django_capture_on_commit_callbacks
 ):
+    from webui.projects.ingest import ingest_image
     from webui.projects.models import Image
-    from webui.projects.services import ingest_image
 
     second = ingest_image(project, editor, upload("b.png", image_bytes(seed=1))).image
     names = [stored_image.file.name, second.file.name]
@@ -207,8 +208,8 @@ def test_it_bulk_deletes_images_and_their_files(
 
 
 def test_it_relabels_an_image_only_within_its_project(admin_client, project, owner, stored_image):
+    from webui.projects.labels import get_or_create_label
     from webui.projects.models import Project
-    from webui.projects.services import get_or_create_label
 
     bees = get_or_create_label(project, "bees")
     other = Project.objects.create(name="Wasps", owner=owner)
@@ -233,8 +234,8 @@ def test_it_relabels_an_image_only_within_its_project(admin_client, project, own
 
 
 def test_it_keeps_a_label_in_its_project(admin_client, project, owner):
+    from webui.projects.labels import get_or_create_label
     from webui.projects.models import Project
-    from webui.projects.services import get_or_create_label
 
     label = get_or_create_label(project, "ants")
     other = Project.objects.create(name="Wasps", owner=owner)

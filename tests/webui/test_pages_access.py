@@ -32,7 +32,8 @@ def _png(colour=(200, 40, 40)) -> bytes:
 def data(project, owner, media_root):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.projects.ingest import ingest_image
+    from webui.projects.labels import get_or_create_label
 
     label = get_or_create_label(project, "ants")
     image = ingest_image(project, owner, SimpleUploadedFile("a.png", _png()), label=label).image
@@ -249,7 +250,8 @@ class World:
 def world(project, owner, editor, make_user, make_version, media_root):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.projects.ingest import ingest_image
+    from webui.projects.labels import get_or_create_label
     from webui.serving.models import Suggestion, SuggestionRefresh
 
     make_user("nina")  # someone to share with

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from webui.projects.ingest import ingest_image
+from webui.projects.labels import get_or_create_label
 from webui.projects.models import Image
-from webui.projects.services import get_or_create_label, ingest_image
 
 pytestmark = pytest.mark.django_db
 

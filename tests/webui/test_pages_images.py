@@ -20,7 +20,7 @@ def _encode(image: Image.Image, fmt: str, **params) -> bytes:
 def _ingest(project, owner, data: bytes, name="x.png"):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from webui.projects.services import ingest_image
+    from webui.projects.ingest import ingest_image
 
     return ingest_image(project, owner, SimpleUploadedFile(name, data)).image
 

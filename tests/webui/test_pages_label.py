@@ -24,7 +24,8 @@ def _png(seed: int) -> bytes:
 def images(project, owner, media_root):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.projects.ingest import ingest_image
+    from webui.projects.labels import get_or_create_label
 
     ants = get_or_create_label(project, "ants")
     get_or_create_label(project, "bees")
@@ -98,8 +99,9 @@ def test_it_ignores_images_and_labels_of_other_projects(
 ):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
+    from webui.projects.ingest import ingest_image
+    from webui.projects.labels import get_or_create_label
     from webui.projects.models import Project
-    from webui.projects.services import get_or_create_label, ingest_image
 
     theirs = Project.objects.create(name="Theirs", owner=stranger)
     their_image = ingest_image(theirs, stranger, SimpleUploadedFile("t.png", _png(50))).image

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 @pytest.fixture
 def trained(trained_project, editor):
     """The trained project plus three new unlabeled photos (red, red, blue)."""
-    from webui.projects.services import ingest_image
+    from webui.projects.ingest import ingest_image
 
     unlabeled = [
         ingest_image(trained_project, editor, photo(png(colour, 500 + i), f"new{i}.png")).image
@@ -125,7 +125,7 @@ def test_it_lists_the_models_guesses_surest_first(client_for, suggested, viewer)
 
 
 def test_it_explains_that_guesses_need_a_model(client_for, project, viewer, editor):
-    from webui.projects.services import ingest_image
+    from webui.projects.ingest import ingest_image
 
     ingest_image(project, editor, photo(png(RED, 1), "a.png"))
     page = client_for(viewer).get(reverse("projects:label", args=[project.pk]), {"show": "suggested"})

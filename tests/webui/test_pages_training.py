@@ -39,7 +39,8 @@ def labelled(project, owner, media_root):
     """Two labels with three images each; every image pinned to the test split."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.projects.ingest import ingest_image
+    from webui.projects.labels import get_or_create_label
 
     images = []
     for index, (name, colour) in enumerate([("ants", (200, 40, 40)), ("bees", (40, 40, 200))]):

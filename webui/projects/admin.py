@@ -7,8 +7,9 @@ from django.db import router
 from django.db.models import Count
 
 from webui.jobs.admin import JobAdmin
-from webui.projects import services
+from webui.projects.images import delete_image, delete_project
 from webui.projects.imports import cancel_import
+from webui.projects.labels import set_label
 from webui.projects.models import Image, Label, Membership, Project, ZipImport
 
 
@@ -69,11 +70,11 @@ class ProjectAdmin(admin.ModelAdmin):
         return deleted, counts, perms_needed, protected
 
     def delete_model(self, request, obj):
-        services.delete_project(obj)
+        delete_project(obj)
 
     def delete_queryset(self, request, queryset):
         for project in queryset:
-            services.delete_project(project)
+            delete_project(project)
 
 
 class ImageForm(forms.ModelForm):
@@ -125,14 +126,14 @@ class ImageAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if "label" in form.changed_data:
-            services.set_label(Image.objects.filter(pk=obj.pk), obj.label)
+            set_label(Image.objects.filter(pk=obj.pk), obj.label)
 
     def delete_model(self, request, obj):
-        services.delete_image(obj)
+        delete_image(obj)
 
     def delete_queryset(self, request, queryset):
         for image in queryset:
-            services.delete_image(image)
+            delete_image(image)
 
 
 @admin.register(Label)

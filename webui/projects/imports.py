@@ -25,8 +25,9 @@ from django.db import transaction
 from classifier.errors import Cancelled
 from webui.jobs import lifecycle
 from webui.jobs.models import JobStatus
+from webui.projects.ingest import UploadRejected, ingest_image, printable_name
+from webui.projects.labels import get_or_create_label
 from webui.projects.models import Label, Project, ZipImport
-from webui.projects.services import UploadRejected, get_or_create_label, ingest_image, printable_name
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from classifier.errors import ClassifierError
 from webui.jobs.models import InvalidTransition
-from webui.projects import imports, services
+from webui.projects import imports
 from webui.projects.access import get_in_project_for_user, get_project_for_user, projects_for
 from webui.projects.forms import (
     AcceptSuggestionsForm,
@@ -33,6 +33,10 @@ from webui.projects.forms import (
     ProjectForm,
     ProjectSettingsForm,
 )
+from webui.projects.health import data_health
+from webui.projects.images import delete_image, delete_project, derivative
+from webui.projects.labels import set_label
+from webui.projects.members import MembershipError, add_member, remove_member
 from webui.projects.models import LABEL_COLOURS, Image, Label, Role, ZipImport
 from webui.serving import suggestions
 from webui.serving.models import SuggestionRefresh
@@ -95,7 +99,7 @@ def project_detail(request, project_id):
     context = {
         "project": project,
         "counts": counts,
-        "health": services.data_health(project),
+        "health": data_health(project),
         "labels": list(project.labels.all()),  # the one-click fixes offer every label
         "versions": project.versions.all()[:5],
         "can_edit": project.can_edit(request.user),
@@ -112,7 +116,7 @@ def project_delete(request, project_id):
         messages.error(request, "Type the project's name exactly to delete it.")
         return redirect(project)
     name = project.name
-    services.delete_project(project)
+    delete_project(project)
     messages.success(request, f"Deleted “{name}” with its images and models.")
     return redirect("projects:list")
 
@@ -151,8 +155,8 @@ def member_add(request, project_id):
     form = MemberForm(request.POST)
     if form.is_valid():
         try:
-            member = services.add_member(project, form.cleaned_data["username"], form.cleaned_data["role"])
-        except services.MembershipError as exc:
+            member = add_member(project, form.cleaned_data["username"], form.cleaned_data["role"])
+        except MembershipError as exc:
             messages.error(request, f"Not shared: {exc}.")
         else:
             messages.success(request, f"{member.user.get_username()} is now a {member.role} of this project.")
@@ -165,7 +169,7 @@ def member_add(request, project_id):
 @require_POST
 def member_remove(request, project_id, membership_id):
     project = get_project_for_user(request.user, project_id, owner_only=True)
-    name = services.remove_member(project, membership_id)
+    name = remove_member(project, membership_id)
     if name is None:
         raise Http404("No such member of this project.")
     messages.success(request, f"{name} was removed from the project.")
@@ -371,10 +375,10 @@ def label_apply(request, project_id):
         doomed = list(images)
         with transaction.atomic():
             for image in doomed:
-                services.delete_image(image)
+                delete_image(image)
         changed, summary = len(doomed), f"Deleted {len(doomed)} image{'s' if len(doomed) != 1 else ''}."
     elif target in ("none", ""):
-        changed = services.set_label(images, None)
+        changed = set_label(images, None)
         summary = f"Removed the label from {changed} image{'s' if changed != 1 else ''}."
     else:
         label_obj = project.labels.filter(pk=target if target.isdigit() else None).first()
@@ -383,7 +387,7 @@ def label_apply(request, project_id):
                 return JsonResponse({"error": "no such label in this project"}, status=400)
             messages.error(request, "No such label in this project.")
             return _back(request, project)
-        changed = services.set_label(images, label_obj)
+        changed = set_label(images, label_obj)
         summary = f"Labelled {changed} image{'s' if changed != 1 else ''} “{label_obj.name}”."
     if _wants_json(request):
         label_body = label_obj and {"id": label_obj.pk, "name": label_obj.name, "colour": label_obj.colour}
@@ -473,7 +477,7 @@ def _derivative_response(request, project_id, image_id, kind: str):
         response = HttpResponseNotModified()
     else:
         try:
-            data = services.derivative(image, kind)
+            data = derivative(image, kind)
         except (ClassifierError, OSError):
             log.warning("image %s cannot be shown", image.pk, exc_info=True)
             response = HttpResponse("This image cannot be shown.", status=404, content_type="text/plain")

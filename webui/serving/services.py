@@ -70,18 +70,6 @@ def evict(version_id: int | None = None) -> None:
             del _cache[key]
 
 
-def delete_version(version: ModelVersion) -> None:
-    """Delete a version that does not serve (its artifact goes once the row is gone), then forget its
-    loaded model; the site, the API and the admin all delete this way.
-
-    Raises:
-        ArtifactInUse: the version serves.
-    """
-    version_id = version.pk
-    version.delete()
-    evict(version_id)
-
-
 def revoke_link(link) -> None:
     """Revoke a share link, then forget the loaded model it answered with (the site and the admin)."""
     link.revoke()

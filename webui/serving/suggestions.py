@@ -114,7 +114,7 @@ def accept(project, version, threshold: float, *, limit: int = 500, user=None) -
     """Label up to `limit` unlabeled images with the version's stored suggestion where it is at least
     `threshold` sure. Pictures the model finds unlike anything it was trained on are never labelled this
     way; pictures without a suggestion yet are left for the refresh this queues."""
-    from webui.projects.services import set_label
+    from webui.projects.labels import set_label
 
     unlabeled = project.images.filter(label__isnull=True).order_by("-created", "-id")
     total = unlabeled.count()

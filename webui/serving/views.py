@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from webui.lib.backbones import backbone_dir
 from webui.projects.access import get_project_for_user
-from webui.projects.services import UploadRejected, read_image_upload
+from webui.projects.ingest import UploadRejected, read_image_upload
 from webui.serving.models import ShareLink
 from webui.serving.services import BadImage, NoModel, predict, resolve_version, revoke_link
 from webui.training.artifacts import ArtifactBroken

@@ -6,7 +6,6 @@ from django.shortcuts import redirect
 
 from webui.jobs.admin import JobAdmin
 from webui.lib.numbers import percent_text
-from webui.serving.services import delete_version
 from webui.training.artifacts import ArtifactBroken
 from webui.training.models import (
     ArtifactInUse,
@@ -114,7 +113,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         deleted = 0
         for version in queryset.select_related("project"):
             try:
-                delete_version(version)
+                version.delete()  # its artifact and its loaded model go with it
             except ArtifactInUse as exc:
                 self.message_user(request, f"Kept {version}: {exc}", messages.WARNING)
             else:
@@ -124,7 +123,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         try:
-            delete_version(obj)
+            obj.delete()
         except ArtifactInUse as exc:
             self.message_user(request, str(exc), messages.ERROR)
 

@@ -7,10 +7,9 @@ import logging
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import models, transaction
-from django.utils import timezone
 
 from classifier.evaluation import EvaluationKind, evaluation_kind
-from webui.jobs.models import Job, JobStatus
+from webui.jobs.models import Job
 from webui.projects.models import Project
 
 log = logging.getLogger(__name__)
@@ -32,21 +31,6 @@ class TrainingRun(Job):
 
     def __str__(self) -> str:
         return f"Run {self.pk} of {self.project} ({self.status})"
-
-    @property
-    def phase_message(self) -> str:
-        """What the run is doing now, for the progress card: for a queued run what it waits for (a worker
-        starting, a busy one, none at all); for a running one its step, with an estimate of the time left."""
-        if self.status == JobStatus.QUEUED:
-            from webui.training.workers import waiting_message
-
-            return waiting_message(self)
-        if self.status != JobStatus.RUNNING or not self.started_at or not 0.05 <= self.progress < 0.995:
-            return self.message
-        elapsed = (timezone.now() - self.started_at).total_seconds()
-        left = elapsed * (1 - self.progress) / self.progress
-        estimate = f"about {left:.0f} s left" if left < 90 else f"about {left / 60:.0f} min left"
-        return f"{self.message} ({estimate})" if self.message else estimate
 
 
 class ArtifactInUse(Exception):

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET
 from classifier.strategies import imbalance
 from webui.lib.numbers import percent
 from webui.projects.access import get_project_for_user
+from webui.projects.findings import findings
 from webui.training import answers
-from webui.training.findings import findings
 from webui.training.models import ModelVersion
 from webui.training.views import STRATEGY_HELP, is_htmx, version_or_404
 

@@ -16,11 +16,12 @@ from classifier.strategies import MIN_PER_LABEL_PARTIAL, STRATEGY_CHOICES
 from webui.jobs.models import InvalidTransition, JobStatus
 from webui.lib.numbers import percent
 from webui.projects.access import get_project_for_user
-from webui.projects.services import delete_image as remove_image
-from webui.projects.services import set_label
+from webui.projects.images import delete_image as remove_image
+from webui.projects.labels import set_label
 from webui.training.artifacts import ArtifactBroken
 from webui.training.models import ArtifactInUse, ModelVersion, rollback
 from webui.training.services import TrainingRefused, cancel, check_ready, start_training
+from webui.training.workers import phase_message
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ def train(request, project_id: int):
         "unlabeled": unlabeled,
         "not_ready": not_ready,
         "run": run,
+        "phase": phase_message(run) if run else "",
         "last": last,
+        "last_phase": phase_message(last) if last else "",
         "last_version": _run_version(last),
         "backbones": backbones,
         "default_backbone": default_backbone,
@@ -120,6 +123,7 @@ def run_status(request, project_id: int, run_id: int):
     context = {
         "project": project,
         "run": run,
+        "phase": phase_message(run),
         "version": _run_version(run),
         "can_edit": project.can_edit(request.user),
     }
@@ -244,12 +248,10 @@ def rollback_view(request, project_id: int):
 @login_required
 @require_POST
 def delete_version(request, project_id: int, number: int):
-    from webui.serving.services import delete_version as delete
-
     project = get_project_for_user(request.user, project_id, write=True)
     version = version_or_404(project, number)
     try:
-        delete(version)
+        version.delete()  # its artifact and its loaded model go with it
     except ArtifactInUse as exc:
         messages.error(request, f"Not deleted: {exc}.")
     else:

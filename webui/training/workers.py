@@ -141,3 +141,16 @@ def waiting_message(run: TrainingRun) -> str:
     if ahead:
         return f"queued behind {ahead} other training{'s' if ahead > 1 else ''}"
     return "about to start: a worker is ready"
+
+
+def phase_message(run: TrainingRun) -> str:
+    """What a run is doing now, for the progress card: for a queued run what it waits for (a worker
+    starting, a busy one, none at all); for a running one its step, with an estimate of the time left."""
+    if run.status == JobStatus.QUEUED:
+        return waiting_message(run)
+    if run.status != JobStatus.RUNNING or not run.started_at or not 0.05 <= run.progress < 0.995:
+        return run.message
+    elapsed = (timezone.now() - run.started_at).total_seconds()
+    left = elapsed * (1 - run.progress) / run.progress
+    estimate = f"about {left:.0f} s left" if left < 90 else f"about {left / 60:.0f} min left"
+    return f"{run.message} ({estimate})" if run.message else estimate

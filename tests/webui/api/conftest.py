@@ -23,7 +23,8 @@ def api_for():
 @pytest.fixture
 def labelled_project(project, owner, media_root, image_bytes, upload):
     """The shared project with two labels of two images each: enough to start a training."""
-    from webui.projects.services import get_or_create_label, ingest_image
+    from webui.projects.ingest import ingest_image
+    from webui.projects.labels import get_or_create_label
 
     for index, (name, colour) in enumerate([("ants", (200, 40, 40)), ("bees", (40, 40, 200))]):
         label = get_or_create_label(project, name)

@@ -118,7 +118,7 @@ def test_a_batch_whose_worker_died_is_finished_by_the_next_delivery(
 def test_it_predicts_every_unlabeled_image_in_a_background_batch(
     api_for, trained, viewer, owner, image_bytes, upload, django_capture_on_commit_callbacks
 ):
-    from webui.projects.services import ingest_image
+    from webui.projects.ingest import ingest_image
     from webui.serving.batch import run_batch
 
     project, _run = trained

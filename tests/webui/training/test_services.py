@@ -7,7 +7,8 @@ import pytest
 from classifier.audit import PERCEPTUAL_HASH
 from classifier.progress import ProgressReport
 from webui.jobs.models import InvalidTransition, JobStatus
-from webui.projects.services import get_or_create_label, ingest_image
+from webui.projects.ingest import ingest_image
+from webui.projects.labels import get_or_create_label
 from webui.training import services
 from webui.training.models import FeatureVector, ModelVersion, TrainingRun
 

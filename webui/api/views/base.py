@@ -8,7 +8,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from webui.api.errors import BadRequest, ErrorSerializer, JsonErrors
-from webui.projects.services import UploadRejected, read_image_upload
+from webui.projects.ingest import UploadRejected, read_image_upload
 
 
 class ApiView(JsonErrors, APIView):

@@ -22,8 +22,10 @@ from webui.api.serializers import (
 )
 from webui.api.views.base import BAD_REQUEST, READ_ERRORS, WRITE_ERRORS, ApiView
 from webui.projects.access import get_in_project_for_user, get_project_for_user
+from webui.projects.images import delete_image
+from webui.projects.ingest import UploadRejected, ingest_image
+from webui.projects.labels import get_or_create_label, set_label
 from webui.projects.models import Image
-from webui.projects.services import UploadRejected, delete_image, get_or_create_label, ingest_image, set_label
 
 
 class ImagePagination(LimitOffsetPagination):

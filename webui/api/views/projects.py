@@ -20,8 +20,9 @@ from webui.api.serializers import (
 )
 from webui.api.views.base import READ_ERRORS, WRITE_ERRORS, ApiView
 from webui.projects.access import get_in_project_for_user, get_project_for_user, projects_for
+from webui.projects.images import delete_project
+from webui.projects.labels import get_or_create_label
 from webui.projects.models import Label, Project
-from webui.projects.services import delete_project, get_or_create_label
 
 log = logging.getLogger(__name__)
 

@@ -108,11 +108,9 @@ class VersionDetail(ApiView):
         summary="Delete a version that does not serve, and its artifact",
     )
     def delete(self, request, version_id: int):
-        from webui.serving.services import delete_version
-
         version = get_in_project_for_user(request.user, VERSIONS, version_id, write=True)
         try:
-            delete_version(version)
+            version.delete()
         except (ArtifactInUse, ProtectedError) as exc:
             message = (
                 str(exc) if isinstance(exc, ArtifactInUse) else "this version serves; promote another first"

@@ -6,9 +6,13 @@ a person sees one account of their data wherever they look.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from webui.lib.numbers import percent
 from webui.projects.models import Image
-from webui.training.models import ModelVersion
+
+if TYPE_CHECKING:  # a version's metrics are all this reads: the projects app never imports training
+    from webui.training.models import ModelVersion
 
 
 def images_by_sha(project, shas) -> dict[str, Image]:

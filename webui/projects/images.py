@@ -1,0 +1,81 @@
+"""Stored images: what a browser is shown of them (fresh JPEGs, never the stored bytes), and removing
+images and whole projects with their files."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from PIL import Image as PILImage
+
+from webui.projects.models import Image, Project
+
+log = logging.getLogger(__name__)
+
+
+def delete_image(image: Image) -> None:
+    """Remove the row, then its file once the deletion has committed."""
+    name = image.file.name
+    image.delete()
+    transaction.on_commit(lambda: default_storage.delete(name))
+
+
+def delete_project(project: Project) -> None:
+    """Remove a project, its rows and, once that commits, its stored images and artifacts."""
+    files = list(project.images.values_list("file", flat=True))
+    for version in project.versions.all():
+        files.extend(version.artifact_files())
+    files.extend(project.zip_imports.values_list("archive", flat=True))  # imports not finished yet
+    with transaction.atomic():
+        # The serving pointer PROTECTs its version; release it so the cascade can remove versions.
+        Project.objects.filter(pk=project.pk).update(serving_version=None)
+        project.delete()
+        transaction.on_commit(lambda: _remove_files(files))
+
+
+def _remove_files(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            log.warning("could not remove %s of a deleted project", name, exc_info=True)
+
+
+DERIVATIVES = {"thumb": 256, "full": 1600}
+
+
+def derivative(image: Image, kind: str) -> bytes:
+    """A freshly encoded JPEG of the image's decoded pixels, never the stored bytes
+    (bytes hidden in a comment or an appended page never reach a browser).
+
+    Cached on disk by content hash under PINHOLE_MODEL_CACHE/thumbs, so each image is decoded once.
+    """
+    from classifier.preprocessing import load_rgb
+
+    box = DERIVATIVES[kind]
+    path = Path(settings.PINHOLE_MODEL_CACHE) / "thumbs" / kind / image.sha256[:2] / f"{image.sha256}.jpg"
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    with default_storage.open(image.file.name, "rb") as handle:
+        data = handle.read()
+    picture = load_rgb(data, target_size=box)
+    picture.thumbnail((box, box), PILImage.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=82 if kind == "thumb" else 88, optimize=True)
+    encoded = buffer.getvalue()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        temporary.write_bytes(encoded)
+        os.replace(temporary, path)  # atomic: a concurrent reader sees the old state or the whole file
+    except OSError:
+        log.warning("could not cache the %s of image %s", kind, image.pk, exc_info=True)
+    return encoded
