@@ -51,7 +51,7 @@ def test_it_imports_the_web_application_without_torch():
 
 # The web apps in layers: each may import the layers below it, never one above. Pages (views, the
 # admin, URL maps) sit on top of every app and may compose any of them.
-LAYERS = ["lib", "jobs", "projects", "training", "serving", "api"]
+LAYERS = ["lib", "ratelimit", "jobs", "projects", "training", "serving", "api"]
 PAGES = {"views", "results", "admin", "urls", "pages"}
 
 

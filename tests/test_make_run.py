@@ -87,14 +87,13 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture
 def make_run(tmp_path):
-    """Start the pair as `make run` does (after its migrate); yield (process, port, log)."""
+    """Start the pair as `make run` does (after its migrate and collectstatic); yield (process, port, log)."""
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc to find the processes make run leaves behind")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env.update(PINHOLE_DATA_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="webui.settings")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=REPO, env=env, check=True
-    )
+    for step in (["migrate", "--no-input", "-v0"], ["collectstatic", "--no-input", "-v0"]):  # as make run
+        subprocess.run([sys.executable, "manage.py", *step], cwd=REPO, env=env, check=True)
     port = _free_port()
     log = tmp_path / "make-run.log"
     with open(log, "wb") as out:
@@ -161,3 +160,52 @@ def test_it_starts_a_dead_worker_again_and_the_site_stays_up(make_run):
     [again] = worker_pids()
     assert again != worker
     started.update(_descendants(process.pid))
+
+
+def _post_form(opener, url: str, fields: dict) -> int:
+    import urllib.error
+    import urllib.parse
+
+    data = urllib.parse.urlencode(fields).encode()
+    try:
+        with opener.open(urllib.request.Request(url, data=data), timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_limits_hold_exactly_across_the_web_servers_processes(make_run):
+    """make run's gunicorn has two processes with four threads each; requests sent eight at a time land
+    on both, and each limit still allows exactly its count (the counters are in the database)."""
+    import http.cookiejar
+    import re
+    import urllib.error
+    from concurrent.futures import ThreadPoolExecutor
+
+    process, port, log, started = make_run
+    base = f"http://127.0.0.1:{port}"
+
+    def guess(i: int) -> int:
+        try:
+            with urllib.request.urlopen(f"{base}/s/not-a-real-token-{i}/", timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(guess, range(40)))
+    # PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE: 30 wrong tokens per address, then 429.
+    assert codes.count(404) == 30 and codes.count(429) == 10, codes
+
+    def sign_in(i: int) -> int:
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        with opener.open(f"{base}/accounts/login/", timeout=30) as page:
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.read().decode()).group(1)
+        fields = {"username": "nobody-in-particular", "password": f"wrong-{i}", "csrfmiddlewaretoken": token}
+        return _post_form(opener, f"{base}/accounts/login/", fields)
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(sign_in, range(14)))
+    # PINHOLE_SIGNIN_FAILURES_PER_ACCOUNT: 10 wrong passwords per account, then 429.
+    assert codes.count(200) == 10 and codes.count(429) == 4, codes

@@ -8,7 +8,6 @@ PostgreSQL, Redis and S3. Every variable is documented in docker/.env.example.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from webui.lib.env import (
     env_str,
     storages_config,
 )
+from webui.lib.rates import Rate, parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("PINHOLE_DATA_DIR", BASE_DIR / "var")
@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "webui.ratelimit",
     "webui.projects",
     "webui.training",
     "webui.serving",
@@ -162,11 +163,13 @@ PINHOLE_SHARE_RATE_PER_MINUTE = env_int("PINHOLE_SHARE_RATE_PER_MINUTE", 20, min
 PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE = env_int("PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE", 30, minimum=1)
 PINHOLE_TRY_RATE_PER_MINUTE = env_int("PINHOLE_TRY_RATE_PER_MINUTE", 120, minimum=1)
 
-# Rate-limit counters and prediction suggestions live in Django's cache. One process keeps them in
-# memory; several web processes or hosts need a shared cache: PINHOLE_CACHE_URL=redis://host:6379/1.
+# Django's cache (derived images' ETags and the like): one process keeps it in memory; several web
+# processes or hosts share Redis: PINHOLE_CACHE_URL=redis://host:6379/1.
 _CACHE_URL = env_str("PINHOLE_CACHE_URL")
 if _CACHE_URL and not _CACHE_URL.startswith(("redis://", "rediss://")):
     raise ConfigError(f"PINHOLE_CACHE_URL must be a redis:// URL, not {_CACHE_URL.split(':')[0]!r}")
+# The rate limiter's counters (webui/ratelimit): in this Redis when set, else in the database.
+PINHOLE_CACHE_URL = _CACHE_URL
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
@@ -206,20 +209,18 @@ PINHOLE_PREDICTOR_THREADS = env_int("PINHOLE_PREDICTOR_THREADS", 1, minimum=1)
 PINHOLE_PREDICTOR_CACHE_SIZE = env_int("PINHOLE_PREDICTOR_CACHE_SIZE", 4, minimum=1)
 
 
-def _drf_rate(name: str, default: str) -> str:
-    # DRF parses a rate only when a throttled request arrives, and then fails with a bare
-    # ValueError or KeyError; accept only spellings it understands: a count, "/", a period.
-    rate = env_str(name, default)
-    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)", rate):
-        raise ConfigError(
-            f"{name}={rate!r} is not a rate; use a number of requests per period, "
-            'e.g. "20/s", "100/minute", "1000/hour" or "10000/day"'
-        )
-    return rate
+def _rate(name: str, default: str) -> Rate:
+    try:
+        return parse_rate(env_str(name, default))
+    except ValueError as exc:
+        raise ConfigError(f"{name}={exc}") from None
 
 
-# Model-running API calls per user (per IP when anonymous), as DRF rates: "20/s", "600/min".
-PINHOLE_API_PREDICT_RATE = _drf_rate("PINHOLE_API_PREDICT_RATE", "20/s")
+# Model-running API calls per user (per IP when anonymous): "20/s", "600/min".
+PINHOLE_API_PREDICT_RATE = _rate("PINHOLE_API_PREDICT_RATE", "20/s")
+# Failed sign-ins before that account, or that address, has to wait: "10/15min".
+PINHOLE_SIGNIN_FAILURES_PER_ACCOUNT = _rate("PINHOLE_SIGNIN_FAILURES_PER_ACCOUNT", "10/15min")
+PINHOLE_SIGNIN_FAILURES_PER_ADDRESS = _rate("PINHOLE_SIGNIN_FAILURES_PER_ADDRESS", "50/15min")
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = broker_url(env_str("CELERY_BROKER_URL"), DATA_DIR)

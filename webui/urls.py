@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from webui.api import pages as api_pages
+from webui.ratelimit.signin import SignInView, admin_login
 
 
 def healthz(request):
@@ -21,8 +22,13 @@ def favicon(request):
     return HttpResponsePermanentRedirect(static("pinhole/favicon.svg"))
 
 
+# The admin signs in through the site's sign-in page, which limits wrong passwords (set before
+# admin.site.urls is read below: it binds the view).
+admin.site.login = admin_login
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="projects:list", permanent=False)),
+    path("accounts/login/", SignInView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("accounts/tokens/", api_pages.tokens, name="api-tokens"),
     path("accounts/tokens/<int:token_id>/revoke/", api_pages.revoke, name="api-token-revoke"),

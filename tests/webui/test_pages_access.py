@@ -464,12 +464,12 @@ def _url(name: str, w: World, **override) -> str:
 
 
 def _snapshot(w: World) -> dict:
-    """Every row of every table (sessions aside) and every stored file."""
+    """Every row of every table (sessions and rate-limit counters aside) and every stored file."""
     from django.apps import apps
 
     state = {}
     for model in apps.get_models():
-        if model._meta.proxy or model._meta.label == "sessions.Session":
+        if model._meta.proxy or model._meta.label in ("sessions.Session", "ratelimit.Counter"):
             continue
         state[model._meta.label] = sorted(repr(row) for row in model.objects.values_list())
     state["files"] = sorted(str(p.relative_to(w.media)) for p in w.media.rglob("*"))

@@ -182,16 +182,18 @@ def test_it_stops_at_import_on_a_bad_ml_or_api_value(tmp_path, variable, value, 
     assert message in out.stderr
 
 
-def test_it_accepts_the_rates_drf_understands(monkeypatch):
-    from rest_framework.throttling import SimpleRateThrottle
-
+def test_it_reads_rates_in_the_usual_spellings(monkeypatch):
     from webui import settings as module
+    from webui.lib.rates import Rate
 
-    for rate in ("20/s", "100/minute", "600/min", "1000/hour", "10000/day", "5/seconds"):
-        monkeypatch.setenv("PINHOLE_TEST_RATE", rate)
-        assert module._drf_rate("PINHOLE_TEST_RATE", "1/s") == rate
-        throttle = type("Throttle", (SimpleRateThrottle,), {"rate": rate})()
-        assert throttle.num_requests >= 1 and throttle.duration >= 1
+    expected = {
+        "20/s": Rate(20, 1), "100/minute": Rate(100, 60), "600/min": Rate(600, 60),
+        "1000/hour": Rate(1000, 3600), "10000/day": Rate(10000, 86400), "5/seconds": Rate(5, 1),
+        "10/15min": Rate(10, 900),
+    }  # fmt: skip
+    for text, rate in expected.items():
+        monkeypatch.setenv("PINHOLE_TEST_RATE", text)
+        assert module._rate("PINHOLE_TEST_RATE", "1/s") == rate
 
 
 def test_it_names_every_known_backbone_when_the_default_is_unknown(tmp_path):

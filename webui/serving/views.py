@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,63 +18,23 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from webui.lib.backbones import backbone_dir
+from webui.lib.rates import Rate
 from webui.projects.access import get_project_for_user
 from webui.projects.ingest import UploadRejected, read_image_upload
+from webui.ratelimit import limiter
 from webui.serving.models import ShareLink
 from webui.serving.services import BadImage, NoModel, predict, resolve_version, revoke_link
 from webui.training.artifacts import ArtifactBroken
 
 log = logging.getLogger(__name__)
 
-# Per client IP, per minute. Settings may override them (tests do); the defaults suit a small site.
-SHARE_PREDICTIONS_PER_MINUTE = 20
-SHARE_LOOKUP_FAILURES_PER_MINUTE = 30
-TRY_PREDICTIONS_PER_MINUTE = 120
-WINDOW_S = 60
+# Longest a share link can be set to last.
 MAX_EXPIRY_DAYS = 365
 
 
-# --- rate limits (fixed one-minute windows in Django's cache, shared by every process using it) ----
-
-
-def _client_ip(request) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is whatever the client wants it to be unless a proxy we trust
-    # rewrites it, and the proxy should then set REMOTE_ADDR (e.g. gunicorn --forwarded-allow-ips).
-    return request.META.get("REMOTE_ADDR") or "unknown"
-
-
-def _window_key(kind: str, who: str) -> tuple[str, int]:
-    now = time.time()
-    slot = int(now // WINDOW_S)
-    retry_after = max(1, int(WINDOW_S - (now % WINDOW_S)) + 1)
-    return f"pinhole:rate:{kind}:{who}:{slot}", retry_after
-
-
-def _count(kind: str, who: str) -> int:
-    key, _retry = _window_key(kind, who)
-    cache.add(key, 0, WINDOW_S + 5)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, WINDOW_S + 5)
-        return 1
-
-
-def _over(kind: str, who: str, limit: int) -> int | None:
-    """Seconds to wait if `who` has used up `kind` in this window, else None (does not count)."""
-    key, retry_after = _window_key(kind, who)
-    return retry_after if (cache.get(key) or 0) >= limit else None
-
-
-def _hit(kind: str, who: str, limit: int) -> int | None:
-    """Count one use; seconds to wait if that went past the limit, else None."""
-    if _count(kind, who) > limit:
-        return _window_key(kind, who)[1]
-    return None
-
-
-def _limit(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
+def _per_minute(name: str) -> Rate:
+    """A limit from the settings, per minute (read per request: settings overrides take effect)."""
+    return Rate(int(getattr(settings, name)), 60)
 
 
 def _too_many_json(retry_after: int) -> JsonResponse:
@@ -163,9 +121,7 @@ def try_predict(request, project_id: int):
     from classifier.errors import BackboneUnavailable, ImageError
 
     project = get_project_for_user(request.user, project_id)
-    wait = _hit(
-        "try", str(request.user.pk), _limit("PINHOLE_TRY_RATE_PER_MINUTE", TRY_PREDICTIONS_PER_MINUTE)
-    )
+    wait = limiter.hit("try", str(request.user.pk), _per_minute("PINHOLE_TRY_RATE_PER_MINUTE"))
     if wait:
         return _too_many_json(wait)
     try:
@@ -287,15 +243,16 @@ def _not_found(request):
 
 def _lookup(request, token: str):
     """(link, None) for a live token; (None, response) for a throttled client or a dead token."""
-    ip = _client_ip(request)
-    limit = _limit("PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE", SHARE_LOOKUP_FAILURES_PER_MINUTE)
-    wait = _over("share-miss", ip, limit)
+    ip = limiter.client_ip(request)
+    failures = _per_minute("PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE")
+    # Count the lookup as a miss first, and give it back when the token is right: exact under load.
+    wait = limiter.hit("share-miss", ip, failures)
     if wait:
         return None, wait
     link = ShareLink.lookup(token)
     if link is None:
-        _count("share-miss", ip)
         return None, None
+    limiter.refund("share-miss", ip, failures)
     return link, None
 
 
@@ -350,13 +307,13 @@ def embed(request, token: str):
 @xframe_options_exempt
 @require_POST
 def public_predict(request, token: str):
-    ip = _client_ip(request)
+    ip = limiter.client_ip(request)
     link, wait = _lookup(request, token)
     if wait:
         return _too_many_json(wait)
     if link is None:
         return _bad("Not found.", status=404)
-    wait = _hit("share-predict", ip, _limit("PINHOLE_SHARE_RATE_PER_MINUTE", SHARE_PREDICTIONS_PER_MINUTE))
+    wait = limiter.hit("share-predict", ip, _per_minute("PINHOLE_SHARE_RATE_PER_MINUTE"))
     if wait:
         return _too_many_json(wait)
     try:

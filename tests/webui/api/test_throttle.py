@@ -42,6 +42,8 @@ def test_it_throttles_the_backbone_endpoints_too(slow_rate, api_for, viewer, upl
 
 
 def test_it_defaults_to_twenty_per_second():
-    from webui.api.views.base import PredictThrottle
+    from django.conf import settings
 
-    assert PredictThrottle().parse_rate(PredictThrottle().get_rate()) == (20, 1)
+    from webui.lib.rates import Rate
+
+    assert Rate(20, 1) == settings.PINHOLE_API_PREDICT_RATE

@@ -4,25 +4,37 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from webui.api.errors import BadRequest, ErrorSerializer, JsonErrors
+from webui.lib.rates import parse_rate
 from webui.projects.ingest import UploadRejected, read_image_upload
+from webui.ratelimit import limiter
+from webui.ratelimit.limiter import client_ip
 
 
 class ApiView(JsonErrors, APIView):
     pass
 
 
-class PredictThrottle(ScopedRateThrottle):
-    """Per-user (per-IP for anonymous callers) limit on endpoints that run a model.
+class PredictThrottle(BaseThrottle):
+    """Per-user (per-IP for anonymous callers) limit on endpoints that run a model, counted by the
+    site's one rate limiter. The rate is PINHOLE_API_PREDICT_RATE, read per request so settings
+    overrides take effect."""
 
-    The rate is PINHOLE_API_PREDICT_RATE, read per request so settings overrides take effect.
-    """
+    scope = "api-predict"
 
-    def get_rate(self):
-        return settings.PINHOLE_API_PREDICT_RATE
+    def allow_request(self, request, view) -> bool:
+        rate = settings.PINHOLE_API_PREDICT_RATE
+        rate = parse_rate(rate) if isinstance(rate, str) else rate
+        user = getattr(request, "user", None)
+        who = f"user:{user.pk}" if user is not None and user.is_authenticated else f"ip:{client_ip(request)}"
+        self.waiting = limiter.hit(self.scope, who, rate)
+        return self.waiting is None
+
+    def wait(self) -> float | None:
+        return self.waiting
 
 
 def error(description: str) -> OpenApiResponse:

@@ -37,7 +37,6 @@ class ModelView(ApiView):
 
     parser_classes = [MultiPartParser, FormParser]
     throttle_classes = [PredictThrottle]
-    throttle_scope = "predict"
 
 
 class Predict(ModelView):
