@@ -25,6 +25,7 @@ from webui.lib.env import (
     env_list,
     env_path,
     env_str,
+    keep_private,
     storages_config,
 )
 from webui.lib.rates import Rate, parse_rate
@@ -32,6 +33,7 @@ from webui.lib.rates import Rate, parse_rate
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("PINHOLE_DATA_DIR", BASE_DIR / "var")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+keep_private(DATA_DIR)  # the database, the secret key and every upload: this account's alone
 
 
 def _secret_key() -> str:
@@ -74,6 +76,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "webui.lib.limits.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "webui.lib.headers.PrivatePagesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -245,6 +249,22 @@ PINHOLE_HEARTBEAT_STALE_S = env_int("PINHOLE_HEARTBEAT_STALE_S", 60, minimum=2)
 CELERY_TASK_ALWAYS_EAGER = env_bool("PINHOLE_TASKS_EAGER", False)
 
 # --- security -------------------------------------------------------------------------------------
+# What a page may load and run: only the site's own scripts (no inline ones), its own images plus the
+# data: heatmaps and blob: previews, and never framed (share embeds relax frame-ancestors themselves).
+# Inline style attributes stay allowed: bar widths and label colours are data.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 PINHOLE_HTTPS = env_bool("PINHOLE_HTTPS", False)
 SESSION_COOKIE_SECURE = PINHOLE_HTTPS
 CSRF_COOKIE_SECURE = PINHOLE_HTTPS

@@ -259,13 +259,22 @@ def browser(chromium):
 def new_context(browser, live_app):
     """new_context(**options) -> a fresh browser context (no cookies) on the live app; closed after.
 
-    Uncaught JavaScript errors and static files that fail to load fail the test at teardown.
+    Uncaught JavaScript errors, static files that fail to load and anything the content security
+    policy blocked fail the test at teardown.
     """
     contexts = []
     problems: list[str] = []
 
     def watch(page) -> None:
         page.on("pageerror", lambda error: problems.append(f"JavaScript error on {page.url}: {error}"))
+        page.on(
+            "console",
+            lambda m: (
+                problems.append(f"blocked on {page.url}: {m.text}")
+                if m.type == "error" and "Content Security Policy" in m.text
+                else None
+            ),
+        )
         page.on(
             "response",
             lambda r: (

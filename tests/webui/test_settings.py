@@ -248,3 +248,15 @@ def test_it_keeps_static_files_where_pinhole_static_root_says(tmp_path):
     assert (tmp_path / "static" / "staticfiles.json").is_file()
     assert not (tmp_path / "build" / "secret_key").exists()
     assert not (tmp_path / "build" / "static").exists()
+
+
+def test_the_data_directory_and_database_are_readable_by_their_owner_only(tmp_path):
+    from webui.lib.env import keep_private
+
+    data = tmp_path / "var"
+    data.mkdir(mode=0o755)
+    (data / "pinhole.sqlite3").write_bytes(b"")
+    (data / "pinhole.sqlite3").chmod(0o644)
+    keep_private(data)
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert (data / "pinhole.sqlite3").stat().st_mode & 0o777 == 0o600

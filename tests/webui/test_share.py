@@ -183,13 +183,49 @@ def test_it_lets_only_the_embed_be_framed(client_for, served, owner):
     _link, token = ShareLink.create_for(served, owner)
     embed = Client().get(reverse("serving:embed", args=[token]))
     assert embed.status_code == 200
-    assert "X-Frame-Options" not in embed and embed["Content-Security-Policy"] == "frame-ancestors *"
+    assert "X-Frame-Options" not in embed and "frame-ancestors *" in embed["Content-Security-Policy"]
+    assert "script-src 'self'" in embed["Content-Security-Policy"]  # the rest of the policy still holds
     public = Client().get(public_url(token))
     assert public["X-Frame-Options"] == "DENY"
     share_page = client_for(owner).get(reverse("serving:share", args=[served.pk]))
     assert share_page["X-Frame-Options"] == "DENY"
     try_page = client_for(owner).get(reverse("serving:try", args=[served.pk]))
     assert try_page["X-Frame-Options"] == "DENY"
+    # A dead link's embed answers 404, and that page cannot be framed.
+    dead = Client().get(reverse("serving:embed", args=["no-such-token"]))
+    assert dead.status_code == 404 and dead["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in dead["Content-Security-Policy"]
+
+
+def test_every_page_carries_a_content_security_policy_without_inline_scripts(client_for, served, owner):
+    import re
+
+    pages = [
+        reverse("login"),
+        reverse("projects:list"),
+        reverse("projects:detail", args=[served.pk]),
+        reverse("serving:try", args=[served.pk]),
+        reverse("api-tokens"),
+        "/api/v1/docs/",
+    ]
+    c = client_for(owner)
+    for url in pages:
+        response = c.get(url)
+        assert response.status_code == 200, url
+        policy = response["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "'unsafe-eval'" not in policy, url
+        assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy, url
+        body = response.content.decode()
+        # Every script comes from a file: an inline one (or an inline handler) would be blocked.
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", body), url
+        assert not re.search(r"\son(click|submit|change|load)=", body), url
+
+
+def test_signed_in_pages_are_kept_by_no_shared_cache(client_for, served, owner):
+    page = client_for(owner).get(reverse("projects:detail", args=[served.pk]))
+    assert "private" in page["Cache-Control"] and "no-cache" in page["Cache-Control"]
+    try_page = client_for(owner).get(reverse("serving:try", args=[served.pk]))
+    assert "private" in try_page["Cache-Control"]
 
 
 def test_it_shows_the_embed_snippet(client_for, served, owner):

@@ -105,6 +105,18 @@ def env_path(name: str, default: Path, environ: Mapping[str, str] | None = None)
 # --- backends -------------------------------------------------------------------------------------
 
 
+def keep_private(data_dir: Path) -> None:
+    """Make the data directory readable by its owner only (0700), and the embedded database file in
+    it (0600: the SQLite files that come with it copy its mode). A directory someone else owns (a
+    mounted volume) is left as it is."""
+    for path, mode in ((data_dir, 0o700), (data_dir / "pinhole.sqlite3", 0o600)):
+        try:
+            if path.exists() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+                path.chmod(mode)
+        except OSError:
+            continue
+
+
 def database_config(url: str | None, data_dir: Path) -> dict:
     """Django DATABASES["default"] from a DATABASE_URL, or embedded SQLite in WAL mode.
 

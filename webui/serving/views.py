@@ -296,7 +296,9 @@ def public(request, token: str):
 def embed(request, token: str):
     response = _public_page(request, token, "serving/embed.html")
     if response.status_code == 200:
-        response["Content-Security-Policy"] = "frame-ancestors *"
+        response._csp_replace = {"frame-ancestors": ["*"]}  # any site may embed a live share page
+    else:
+        response["X-Frame-Options"] = "DENY"  # never a framed 404 or 429 (the CSP denies it too)
     return response
 
 
