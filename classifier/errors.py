@@ -25,6 +25,10 @@ class ImageTooLarge(ImageError):
     """More pixels than the decompression-bomb limit allows."""
 
 
+class ImageTooSmall(ImageError):
+    """Too few pixels for a model to see anything in (an icon, a tracking pixel)."""
+
+
 class BackboneUnavailable(ClassifierError):
     """A backbone's weights are not installed or cached on this host, or the name is unknown."""
 

@@ -21,7 +21,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from classifier.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
+from classifier.errors import ImageTooLarge, ImageTooSmall, InvalidImage, UnsupportedFormat
 
 
 def _heif_decoder() -> tuple[str, ...]:
@@ -41,6 +41,10 @@ STORED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
 # Quality of the JPEG a HEIC photo becomes: visually lossless for photos.
 CONVERTED_JPEG_QUALITY = 92
+
+# Fewer pixels than this on a side carry nothing a model can see (a 1x1 tracking pixel, an icon): the
+# site refuses them instead of answering with a confident-looking label.
+MIN_SIDE = 16
 
 # Pillow's own default for Image.MAX_IMAGE_PIXELS (it warns above it and refuses above twice it). We
 # refuse at the warning level: 89 Mpx is already far beyond any photo a person labels by hand.
@@ -160,15 +164,27 @@ class ImageInfo:
 # --- opening ----------------------------------------------------------------------------------------
 
 
-def _read_bytes(source: Source) -> bytes:
-    """Reads the whole source; a file object is read from where it stands and put back there."""
+def read_bytes(source: Source) -> bytes:
+    """Reads the whole source; a file object is read from where it stands and put back there.
+
+    Raises:
+        InvalidImage: a file that is gone or cannot be read (its path stays out of the message: it
+            reaches people who have no business knowing the server's layout).
+    """
     if isinstance(source, bytes):
         return source
     if isinstance(source, bytearray | memoryview):
         return bytes(source)
     if isinstance(source, str | os.PathLike):
-        with open(source, "rb") as fp:
-            return fp.read()
+        try:
+            with open(source, "rb") as fp:
+                return fp.read()
+        except FileNotFoundError:
+            raise InvalidImage("the picture's file is gone (deleted while it was being read?)") from None
+        except OSError as exc:
+            raise InvalidImage(
+                f"the picture's file cannot be read ({exc.strerror or type(exc).__name__})"
+            ) from None
     if hasattr(source, "read"):
         pos = None
         try:
@@ -283,7 +299,7 @@ def inspect_image(source: Source) -> ImageInfo:
     Raises:
         InvalidImage, UnsupportedFormat, ImageTooLarge.
     """
-    data = _read_bytes(source)
+    data = read_bytes(source)
     with _open(data) as image:
         fmt = image.format
         width, height = image.size
@@ -345,7 +361,7 @@ def read_header(source: Source) -> ImageHeader:
     Raises:
         InvalidImage, UnsupportedFormat, ImageTooLarge, as `load_rgb` does before decoding.
     """
-    data = _read_bytes(source)
+    data = read_bytes(source)
     image = _open(data)
     try:
         return ImageHeader(data, str(image.format), image.mode, image.size, _orientation(image))
@@ -365,7 +381,7 @@ def load_rgb(source: Source, *, target_size: int | None = None) -> Image.Image:
     Raises:
         InvalidImage, UnsupportedFormat, ImageTooLarge.
     """
-    data = _read_bytes(source)
+    data = read_bytes(source)
     # No `with`: closing would destroy the pixel core that an RGB result shares with `image`.
     image = _open(data)
     orientation = _orientation(image)
@@ -382,6 +398,21 @@ def load_rgb(source: Source, *, target_size: int | None = None) -> Image.Image:
     return rgb
 
 
+def require_min_size(source: Source) -> None:
+    """Refuse, from the header alone, an image with fewer than MIN_SIDE pixels on a side.
+
+    Raises:
+        ImageTooSmall; and as `inspect_image` for what is not an image at all.
+    """
+    with _open(read_bytes(source)) as image:
+        width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        raise ImageTooSmall(
+            f"the image is {width}x{height} pixels; a model needs at least {MIN_SIDE} on each side "
+            "to see anything in it"
+        )
+
+
 def stored_form(data: bytes) -> tuple[bytes, ImageInfo]:
     """The bytes to keep for an uploaded image, checked: as they came, or a JPEG for formats browsers
     cannot show (HEIC), upright, with the same checks as `inspect_image`.
@@ -392,6 +423,7 @@ def stored_form(data: bytes) -> tuple[bytes, ImageInfo]:
         InvalidImage, UnsupportedFormat, ImageTooLarge.
     """
     info = inspect_image(data)
+    require_min_size(data)
     if info.format in STORED_FORMATS:
         return data, info
     rgb = load_rgb(data)

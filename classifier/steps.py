@@ -21,11 +21,11 @@ from .artifacts import ONNX_FILE, TAIL_FILE, head_arrays, new_manifest, write_ar
 from .audit import PERCEPTUAL_HASH
 from .cache import MemoryCache
 from .data import Sample, resolve
-from .errors import TrainingError
+from .errors import ImageError, TrainingError
 from .evaluation import EvaluationKind, evaluate, holdout_split, kfold_evaluate
 from .fit import TrainResult, fit_linear
 from .heads import LinearHead
-from .preprocessing import FRAMINGS
+from .preprocessing import FRAMINGS, read_bytes
 from .progress import StepFn
 from .strategies import Strategy
 
@@ -508,8 +508,7 @@ def export(final: FittedModel, extractor, spec, vectors, out: Path) -> Path:
     """
     from .export import append_head_onnx, check_appended_head, check_serving_export, export_serving_onnx
 
-    checked = final.samples[:EXPORT_CHECK_IMAGES]
-    sources = [resolve(s.source) for s in checked]
+    checked, sources = _still_readable(final.samples, EXPORT_CHECK_IMAGES)
     taps, layout_taps = taps_read(final.representation, spec)
     if final.adapted is None and extractor.engine == "onnx":
         append_head_onnx(extractor.onnx_path(), final.head, out, with_taps=bool(taps))
@@ -525,6 +524,21 @@ def export(final: FittedModel, extractor, spec, vectors, out: Path) -> Path:
         out, net, final.head, sources, spec.preprocessing, taps=taps, layout_taps=layout_taps
     )
     return out
+
+
+def _still_readable(samples: Sequence[Sample], n: int) -> tuple[list[Sample], list[bytes]]:
+    """The first `n` samples whose files can still be read, with their bytes: a picture deleted while
+    the model trained must not fail the check of the finished model."""
+    checked, sources = [], []
+    for sample in samples:
+        if len(checked) == n:
+            break
+        try:
+            sources.append(read_bytes(resolve(sample.source)))
+        except ImageError:
+            continue
+        checked.append(sample)
+    return checked, sources
 
 
 _MANIFEST_METRICS = (

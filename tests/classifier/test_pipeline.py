@@ -70,6 +70,27 @@ def test_it_skips_unreadable_images_and_says_why(toy_data, samples_of, model_cac
     assert skipped["key"] == "f" * 64 and "not an image" in skipped["error"]
 
 
+def test_a_picture_deleted_before_or_during_training_is_skipped_without_the_servers_path(
+    toy_data, samples_of, model_cache, tmp_path
+):
+    gone = tmp_path / "secret-dir" / "gone.jpg"
+    samples = [Sample(key="e" * 64, source=gone, label="red"), *samples_of(toy_data)]
+    outcome = train_model(samples, tmp_path / "v", strategy="linear", cache=MemoryCache())
+    [skipped] = outcome.metrics["skipped"]
+    assert skipped["key"] == "e" * 64 and "file is gone" in skipped["error"]
+    assert "secret-dir" not in skipped["error"]
+
+
+def test_the_export_check_passes_over_pictures_deleted_meanwhile(toy_data, samples_of, tmp_path):
+    from classifier.steps import _still_readable
+
+    samples = [Sample(key="e" * 64, source=tmp_path / "gone.jpg", label="red"), *samples_of(toy_data)]
+    checked, sources = _still_readable(samples, 3)
+    assert [s.key for s in checked] == [s.key for s in samples[1:4]] and all(
+        isinstance(b, bytes) for b in sources
+    )
+
+
 def test_it_refuses_a_label_with_one_image(make_toy_image, model_cache, tmp_path):
     samples = [Sample(key=f"{i:064x}", source=make_toy_image("red", i), label="red") for i in range(3)]
     samples.append(Sample(key="e" * 64, source=make_toy_image("blue", 0), label="blue"))

@@ -60,7 +60,7 @@ def test_an_iphone_photo_is_read_and_stored_as_a_jpeg():
 
 
 def test_other_formats_are_stored_as_they_came(imgs):
-    data = imgs.encode(Image.new("RGB", (20, 10), (1, 2, 3)), "PNG")
+    data = imgs.encode(Image.new("RGB", (40, 20), (1, 2, 3)), "PNG")
     assert stored_form(data) == (data, inspect_image(data))
 
 
@@ -408,3 +408,15 @@ def test_it_stacks_a_batch(sample_images):
     assert batch.dtype == np.float32
     assert np.isfinite(batch).all()
     assert load_batch([], PREP).shape == (0, 3, 224, 224)
+
+
+def test_images_too_small_to_mean_anything_are_refused_from_their_header(imgs):
+    from classifier.errors import ImageTooSmall
+    from classifier.preprocessing import MIN_SIDE, require_min_size
+
+    for size in ((1, 1), (MIN_SIDE - 1, 400), (400, MIN_SIDE - 1)):
+        with pytest.raises(ImageTooSmall, match=f"{size[0]}x{size[1]} pixels; a model needs at least"):
+            require_min_size(imgs.encode(Image.new("RGB", size, (200, 0, 0)), "PNG"))
+        with pytest.raises(ImageTooSmall):
+            stored_form(imgs.encode(Image.new("RGB", size, (200, 0, 0)), "PNG"))
+    require_min_size(imgs.encode(Image.new("RGB", (MIN_SIDE, MIN_SIDE), (200, 0, 0)), "PNG"))

@@ -69,7 +69,7 @@ def test_it_answers_304_for_a_known_etag_and_caches_on_disk(client_for, project,
     first = c.get(url)
     assert first.status_code == 200 and first["ETag"]
     cached = (
-        Path(settings.PINHOLE_MODEL_CACHE) / "thumbs" / "thumb" / image.sha256[:2] / f"{image.sha256}.jpg"
+        Path(settings.PINHOLE_MODEL_CACHE) / "derived" / "thumb" / image.sha256[:2] / f"{image.sha256}.jpg"
     )
     assert cached.read_bytes() == first.content
     again = c.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
@@ -106,3 +106,33 @@ def test_an_iphone_photo_is_kept_as_a_jpeg_once(client_for, project, owner, medi
     assert _ingest(project, owner, data, "again.heic").pk == image.pk  # the same photo is one image
     full = client_for(owner).get(reverse("projects:image-full", args=[project.pk, image.pk]))
     assert full.status_code == 200 and Image.open(io.BytesIO(full.content)).size == (96, 64)
+
+
+def test_a_tracking_pixel_is_refused_with_a_reason(project, owner, media_root):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from webui.projects.ingest import UploadRejected, ingest_image
+
+    pixel = _encode(Image.new("RGB", (1, 1), (200, 0, 0)), "PNG")
+    with pytest.raises(UploadRejected, match="1x1 pixels; a model needs at least 16 on each side"):
+        ingest_image(project, owner, SimpleUploadedFile("pixel.png", pixel))
+    assert not project.images.exists()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF"])
+def test_metadata_hiding_a_script_never_comes_back(client_for, project, owner, fmt, media_root):
+    from PIL import PngImagePlugin
+
+    script = b"<script>alert(document.cookie)</script>"
+    picture = Image.new("RGB", (64, 48), (10, 200, 30))
+    if fmt == "PNG":
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Comment", script.decode())
+        data = _encode(picture, fmt, pnginfo=text)
+    else:
+        data = _encode(picture, fmt, comment=script)
+    assert script in data  # the upload carries it
+    image = _ingest(project, owner, data, f"x.{fmt.lower()}")
+    for name in ("projects:image-thumb", "projects:image-full"):
+        body = client_for(owner).get(reverse(name, args=[project.pk, image.pk])).content
+        assert b"<script" not in body and Image.open(io.BytesIO(body)).size == (64, 48)

@@ -105,6 +105,8 @@ def test_it_answers_with_the_serving_model(client_for, trained_project, viewer):
     assert {row["label"] for row in answer["top"]} == {"red", "blue"}
     assert "heatmap" not in answer  # only when asked: it costs one more pass of the network
     assert "Show where it looked" in body
+    tiny = c.post(reverse("serving:predict", args=[trained_project.pk]), {"file": photo(png(size=(1, 1)))})
+    assert tiny.status_code == 400 and "1x1 pixels" in tiny.json()["detail"]
 
 
 @pytest.mark.slow

@@ -59,7 +59,8 @@ def derivative(image: Image, kind: str) -> bytes:
     from classifier.preprocessing import load_rgb
 
     box = DERIVATIVES[kind]
-    path = Path(settings.PINHOLE_MODEL_CACHE) / "thumbs" / kind / image.sha256[:2] / f"{image.sha256}.jpg"
+    # "derived": a cache before comments were stripped was kept under "thumbs" and is not read.
+    path = Path(settings.PINHOLE_MODEL_CACHE) / "derived" / kind / image.sha256[:2] / f"{image.sha256}.jpg"
     try:
         return path.read_bytes()
     except OSError:
@@ -68,6 +69,8 @@ def derivative(image: Image, kind: str) -> bytes:
         data = handle.read()
     picture = load_rgb(data, target_size=box)
     picture.thumbnail((box, box), PILImage.Resampling.LANCZOS)
+    # Pillow writes what it read along with the pixels (a JPEG or GIF comment, PNG text): none of it.
+    picture.info.clear()
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=82 if kind == "thumb" else 88, optimize=True)
     encoded = buffer.getvalue()

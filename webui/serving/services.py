@@ -16,6 +16,7 @@ from pathlib import Path
 from django.conf import settings
 
 from classifier.errors import ArtifactError, ImageError
+from classifier.preprocessing import require_min_size
 from webui.projects.models import Project
 from webui.training.artifacts import ArtifactBroken, check_artifact
 from webui.training.models import ModelVersion
@@ -109,6 +110,7 @@ def predict(
     version = resolve_version(project, version_id)
     predictor = predictor_for(version)
     try:
+        require_min_size(data)
         result = predictor.predict([data], top_k=top_k)[0]
         explained = predictor.explain(data) if heatmap else None
     except ImageError as exc:

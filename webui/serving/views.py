@@ -101,10 +101,11 @@ def try_page(request, project_id: int):
 
 def _recognize(project, data: bytes) -> dict:
     from classifier.backbones import BACKBONES
-    from classifier.preprocessing import inspect_image
+    from classifier.preprocessing import inspect_image, require_min_size
     from classifier.recognition import recognize
 
     inspect_image(data)  # refuse a bad file before any model loads
+    require_min_size(data)
     backbone = project.backbone if project.backbone in BACKBONES else settings.PINHOLE_DEFAULT_BACKBONE
     top = recognize([data], backbone=backbone, top_k=5, onnx_dir=backbone_dir())[0]
     return {
