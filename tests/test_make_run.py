@@ -209,3 +209,23 @@ def test_limits_hold_exactly_across_the_web_servers_processes(make_run):
         codes = list(pool.map(sign_in, range(14)))
     # PINHOLE_SIGNIN_FAILURES_PER_ACCOUNT: 10 wrong passwords per account, then 429.
     assert codes.count(200) == 10 and codes.count(429) == 4, codes
+
+
+def test_a_keep_alive_client_survives_refusals_that_leave_a_body_unread(make_run):
+    """401 and 404 answered before a 200 KB body is read: the connection stays usable, and the next
+    request on it is answered (before, gunicorn dropped the connection and that request failed)."""
+    import http.client
+
+    process, port, log, started = make_run
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for path in ("/api/v1/projects/1/predict/", "/api/v1/no-such-endpoint/") * 3:
+        connection.request("POST", path, body=b"x" * 200_000, headers={"Content-Type": "image/png"})
+        refused = connection.getresponse()
+        refused.read()
+        assert refused.status in (401, 404), (path, refused.status)
+        socket_before = connection.sock
+        connection.request("GET", "/healthz")
+        healthy = connection.getresponse()
+        assert healthy.status == 200 and healthy.read() == b'{"ok": true}'
+        assert connection.sock is socket_before  # the same connection, kept alive
+    connection.close()
