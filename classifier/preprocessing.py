@@ -369,6 +369,17 @@ def read_header(source: Source) -> ImageHeader:
         image.close()
 
 
+def decoded_pixels(header: ImageHeader, target_size: int | None = None) -> int:
+    """How many pixels `load_rgb(..., target_size=target_size)` will decode for this header: JPEGs at
+    the reduced DCT scale (1/2, 1/4, 1/8) that still covers target_size, everything else in full."""
+    width, height = header.size
+    if target_size and header.format == "JPEG":
+        for scale in (8, 4, 2):
+            if min(width, height) // scale >= target_size:
+                return -(-width // scale) * -(-height // scale)
+    return width * height
+
+
 def load_rgb(source: Source, *, target_size: int | None = None) -> Image.Image:
     """Decodes an untrusted image to an upright RGB image with the same checks as `inspect_image`.
 

@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "webui.lib.headers.PrivatePagesMiddleware",
+    "webui.lib.decoding.BusyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -143,6 +144,13 @@ PINHOLE_MAX_IMAGE_MB = env_float("PINHOLE_MAX_IMAGE_MB", 20.0, minimum=0.1)
 PINHOLE_MAX_REQUEST_MB = env_float("PINHOLE_MAX_REQUEST_MB", 50.0, minimum=0.1)
 PINHOLE_MAX_FILES_PER_REQUEST = env_int("PINHOLE_MAX_FILES_PER_REQUEST", 100, minimum=1)
 DATA_UPLOAD_MAX_NUMBER_FILES = PINHOLE_MAX_FILES_PER_REQUEST
+# Decoding pictures inside requests (webui/lib/decoding.py): the most pixels a prediction or an upload
+# may decode to (refused from the header before any decoding), and how many decodes one web process
+# runs at once (a request that waits longer than PINHOLE_DECODE_WAIT_S for one is answered 503).
+PINHOLE_PREDICT_MAX_MEGAPIXELS = env_float("PINHOLE_PREDICT_MAX_MEGAPIXELS", 24.0, minimum=0.1)
+PINHOLE_UPLOAD_MAX_MEGAPIXELS = env_float("PINHOLE_UPLOAD_MAX_MEGAPIXELS", 60.0, minimum=0.1)
+PINHOLE_DECODE_SLOTS = env_int("PINHOLE_DECODE_SLOTS", 2, minimum=1)
+PINHOLE_DECODE_WAIT_S = env_float("PINHOLE_DECODE_WAIT_S", 20.0, minimum=0.1)
 # Zip imports (zip bombs, path tricks): checked from the central directory before anything is extracted.
 # PINHOLE_MAX_ZIP_MB was this setting's name before the PINHOLE_ZIP_MAX_* names; still read.
 PINHOLE_ZIP_MAX_MB = env_float(

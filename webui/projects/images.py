@@ -14,6 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from PIL import Image as PILImage
 
+from webui.lib.decoding import slot
 from webui.projects.models import Image, Project
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def derivative(image: Image, kind: str) -> bytes:
 
     Cached on disk by content hash under PINHOLE_MODEL_CACHE/thumbs, so each image is decoded once.
     """
-    from classifier.preprocessing import load_rgb
+    from classifier.preprocessing import decoded_pixels, load_rgb, read_header
 
     box = DERIVATIVES[kind]
     # "derived": a cache before comments were stripped was kept under "thumbs" and is not read.
@@ -67,13 +68,15 @@ def derivative(image: Image, kind: str) -> bytes:
         pass
     with default_storage.open(image.file.name, "rb") as handle:
         data = handle.read()
-    picture = load_rgb(data, target_size=box)
-    picture.thumbnail((box, box), PILImage.Resampling.LANCZOS)
-    # Pillow writes what it read along with the pixels (a JPEG or GIF comment, PNG text): none of it.
-    picture.info.clear()
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=82 if kind == "thumb" else 88, optimize=True)
-    encoded = buffer.getvalue()
+    with slot(decoded_pixels(read_header(data), box)):
+        picture = load_rgb(data, target_size=box)
+        picture.thumbnail((box, box), PILImage.Resampling.LANCZOS)
+        # Pillow writes what it read along with the pixels (a JPEG or GIF comment, PNG text): none of it.
+        picture.info.clear()
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=82 if kind == "thumb" else 88, optimize=True)
+        encoded = buffer.getvalue()
+        del picture
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{uuid.uuid4().hex}.tmp")

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from classifier.errors import ImageError
 from classifier.preprocessing import EXTENSIONS, stored_form
+from webui.lib.decoding import check_pixels, slot
 from webui.projects.models import Image, Label, Project
 
 
@@ -73,7 +74,9 @@ def ingest_image(project: Project, user, uploaded, *, label: Label | None = None
     if not data:
         raise UploadRejected("the file is empty")
     try:
-        data, info = stored_form(data)  # HEIC becomes JPEG here, before it is hashed and stored
+        pixels = check_pixels(data, settings.PINHOLE_UPLOAD_MAX_MEGAPIXELS, purpose="an upload")
+        with slot(pixels):
+            data, info = stored_form(data)  # HEIC becomes JPEG here, before it is hashed and stored
     except ImageError as exc:
         raise UploadRejected(str(exc)) from None
     digest = hashlib.sha256(data).hexdigest()

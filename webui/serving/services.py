@@ -17,6 +17,7 @@ from django.conf import settings
 
 from classifier.errors import ArtifactError, ImageError
 from classifier.preprocessing import require_min_size
+from webui.lib.decoding import check_pixels, slot
 from webui.projects.models import Project
 from webui.training.artifacts import ArtifactBroken, check_artifact
 from webui.training.models import ModelVersion
@@ -111,8 +112,15 @@ def predict(
     predictor = predictor_for(version)
     try:
         require_min_size(data)
-        result = predictor.predict([data], top_k=top_k)[0]
-        explained = predictor.explain(data) if heatmap else None
+        pixels = check_pixels(
+            data,
+            settings.PINHOLE_PREDICT_MAX_MEGAPIXELS,
+            target_size=predictor.preprocessing.resize,
+            purpose="a prediction",
+        )
+        with slot(pixels):
+            result = predictor.predict([data], top_k=top_k)[0]
+            explained = predictor.explain(data) if heatmap else None
     except ImageError as exc:
         raise BadImage(str(exc)) from None
     except ArtifactError as exc:  # a graph the explainer cannot trace: answer without the heatmap
