@@ -269,7 +269,14 @@ def _decode(image: Image.Image) -> None:
 
 
 def _orientation(image: Image.Image) -> int:
-    """Returns: the EXIF orientation (1..8), 1 when absent or unreadable."""
+    """Returns: the EXIF orientation (1..8), 1 when absent or unreadable.
+
+    Reads only what the header holds: for a PNG without an eXIf chunk before its pixels, Pillow's
+    getexif() would decode the whole picture looking for one after them (measured: 0.8 s and 240 MB
+    for a 250 KB PNG of 9000 x 9000), so such a PNG counts as upright.
+    """
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
     try:
         value = image.getexif().get(0x0112, 1)
         value = int(value)

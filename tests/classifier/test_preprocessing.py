@@ -420,3 +420,18 @@ def test_images_too_small_to_mean_anything_are_refused_from_their_header(imgs):
         with pytest.raises(ImageTooSmall):
             stored_form(imgs.encode(Image.new("RGB", size, (200, 0, 0)), "PNG"))
     require_min_size(imgs.encode(Image.new("RGB", (MIN_SIDE, MIN_SIDE), (200, 0, 0)), "PNG"))
+
+
+def test_reading_a_pngs_header_never_decodes_its_pixels(imgs, monkeypatch):
+    from PIL import ImageFile
+
+    from classifier.preprocessing import read_header
+
+    data = imgs.encode(Image.new("RGB", (3000, 2000), (90, 90, 90)), "PNG")
+
+    def no_decoding(self):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    header = read_header(data)
+    assert (header.format, header.size, header.orientation) == ("PNG", (3000, 2000), 1)
