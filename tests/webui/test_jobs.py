@@ -159,3 +159,14 @@ def test_every_kind_of_job_names_a_task_on_the_queue_its_recovery_sweeps():
         task = import_string(model.task)
         routed = app.amqp.router.route({}, task.name)["queue"].name
         assert swept[model._meta.label] == routed, (model, routed)
+
+
+@each_kind
+def test_cancelling_a_job_whose_worker_died_ends_it_at_once(make_job, model):
+    dead = make_job(model, status=JobStatus.RUNNING)
+    _stale(model, dead)
+    lifecycle.cancel(dead)
+    assert dead.status == JobStatus.CANCELLED and "its worker had stopped" in dead.message
+    alive = make_job(model, status=JobStatus.RUNNING, heartbeat_at=timezone.now())
+    lifecycle.cancel(alive)
+    assert alive.status == JobStatus.RUNNING and alive.cancel_requested and alive.message == "cancelling…"

@@ -198,7 +198,14 @@ def cancel(job: Job) -> Job:
         except InvalidTransition:
             job.refresh_from_db()
     if job.status == JobStatus.RUNNING:
-        model.objects.filter(pk=job.pk).update(cancel_requested=True, message="cancelling…")
+        # A worker that died cannot honour the request: its job ends here, at once, instead of saying
+        # "cancelling…" until a sweep hands it to another worker.
+        now = timezone.now()
+        ended = model.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, heartbeat_at__lt=now - stale_after()
+        ).update(status=JobStatus.CANCELLED, finished_at=now, message="cancelled (its worker had stopped)")
+        if not ended:
+            model.objects.filter(pk=job.pk).update(cancel_requested=True, message="cancelling…")
         job.refresh_from_db()
         return job
     raise InvalidTransition(
