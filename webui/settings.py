@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "webui.lib.limits.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    "webui.lib.headers.ThirdPartyStylesMiddleware",
     "webui.lib.headers.PrivatePagesMiddleware",
     "webui.lib.decoding.BusyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -259,12 +260,13 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("PINHOLE_TASKS_EAGER", False)
 # --- security -------------------------------------------------------------------------------------
 # What a page may load and run: only the site's own scripts (no inline ones), its own images plus the
 # data: heatmaps and blob: previews, and never framed (share embeds relax frame-ancestors themselves).
-# Inline style attributes stay allowed: bar widths and label colours are data.
+# No inline styles either: bar widths and label colours travel as data-* attributes and app.js sets
+# them through the CSSOM. Only the admin's and Swagger UI's pages may keep inline styles (lib/headers.py).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
-        "style-src": ["'self'", "'unsafe-inline'"],
+        "style-src": ["'self'"],
         "img-src": ["'self'", "data:", "blob:"],
         "connect-src": ["'self'"],
         "object-src": ["'none'"],

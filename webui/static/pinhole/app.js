@@ -115,6 +115,21 @@
     }
   }, true);
 
+  /* Values that are data (bar widths, label colours, confusion-cell shades) come as data-width,
+     data-colour and data-shade and are applied here through the CSSOM: the content security policy
+     allows no style attributes in the page. htmx:load runs it again on whatever htmx swaps in. */
+  function applyDataStyles(root) {
+    const nodes = Array.from(root.querySelectorAll("[data-width], [data-colour], [data-shade]"));
+    if (root.matches && root.matches("[data-width], [data-colour], [data-shade]")) nodes.push(root);
+    nodes.forEach((node) => {
+      if (node.dataset.width !== undefined) node.style.width = node.dataset.width + "%";
+      if (node.dataset.colour) node.style.background = node.dataset.colour;
+      if (node.dataset.shade !== undefined) node.style.setProperty("--shade", node.dataset.shade);
+    });
+  }
+  applyDataStyles(document);
+  document.addEventListener("htmx:load", (e) => applyDataStyles(e.detail.elt));
+
   /* A region htmx fills in on request (a confusion cell's photos) comes into view once filled. */
   document.addEventListener("htmx:afterSwap", (e) => {
     const target = e.detail && e.detail.target;
@@ -138,5 +153,5 @@
     window.addEventListener("resize", hint);
   });
 
-  window.Pinhole = { csrfToken, post, upload, toast, formatBytes, watchJob };
+  window.Pinhole = { csrfToken, post, upload, toast, formatBytes, watchJob, applyDataStyles };
 })();
