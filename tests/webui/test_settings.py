@@ -255,8 +255,10 @@ def test_the_data_directory_and_database_are_readable_by_their_owner_only(tmp_pa
 
     data = tmp_path / "var"
     data.mkdir(mode=0o755)
-    (data / "pinhole.sqlite3").write_bytes(b"")
-    (data / "pinhole.sqlite3").chmod(0o644)
+    for name in ("pinhole.sqlite3", "broker.sqlite3", "secret_key"):
+        (data / name).write_bytes(b"")
+        (data / name).chmod(0o644)
     keep_private(data)
     assert data.stat().st_mode & 0o777 == 0o700
-    assert (data / "pinhole.sqlite3").stat().st_mode & 0o777 == 0o600
+    for name in ("pinhole.sqlite3", "broker.sqlite3", "secret_key"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600, name

@@ -177,6 +177,13 @@ def recover_stale(model: type[Job], *, queued_for: timedelta = timedelta(minutes
     return ids
 
 
+def is_dead(job: Job) -> bool:
+    """A running job whose heartbeat went silent: its worker died."""
+    return job.status == JobStatus.RUNNING and (
+        job.heartbeat_at is None or job.heartbeat_at < timezone.now() - stale_after()
+    )
+
+
 def dead_jobs(model: type[Job]) -> list[int]:
     """Running jobs whose heartbeat went silent: their worker died (a message for them may be gone)."""
     stale = model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - stale_after())

@@ -105,11 +105,15 @@ def env_path(name: str, default: Path, environ: Mapping[str, str] | None = None)
 # --- backends -------------------------------------------------------------------------------------
 
 
+# The files of the data directory that hold secrets or everything: owner-only (0600). SQLite's -wal and
+# -shm files copy their database's mode.
+PRIVATE_FILES = ("pinhole.sqlite3", "broker.sqlite3", "secret_key")
+
+
 def keep_private(data_dir: Path) -> None:
-    """Make the data directory readable by its owner only (0700), and the embedded database file in
-    it (0600: the SQLite files that come with it copy its mode). A directory someone else owns (a
-    mounted volume) is left as it is."""
-    for path, mode in ((data_dir, 0o700), (data_dir / "pinhole.sqlite3", 0o600)):
+    """Make the data directory readable by its owner only (0700), and the database, broker and secret
+    key files in it 0600. A directory or file someone else owns (a mounted volume) is left as it is."""
+    for path, mode in ((data_dir, 0o700), *((data_dir / name, 0o600) for name in PRIVATE_FILES)):
         try:
             if path.exists() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
                 path.chmod(mode)

@@ -110,6 +110,9 @@ def start_training(project: Project, user, params: dict | None = None) -> Traini
         .order_by("-created")
         .first()
     )
+    if existing and existing.status == JobStatus.RUNNING and lifecycle.is_dead(existing):
+        lifecycle.cancel(existing)  # its worker died: end it, and start afresh below
+        existing = None
     if existing and (existing.status != JobStatus.SUCCEEDED or _has_version(existing)):
         existing.reused = True
         return existing

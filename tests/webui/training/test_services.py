@@ -69,6 +69,27 @@ def test_it_queues_once_after_commit_and_reuses_an_identical_run(
         assert services.start_training(project, owner, {"strategy": "linear"}).pk != run.pk
 
 
+def test_a_train_request_never_reuses_a_run_whose_worker_died(
+    project, owner, add_images, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    add_images("red", RED, 2)
+    add_images("blue", BLUE, 2)
+    with django_capture_on_commit_callbacks():
+        stuck = services.start_training(project, owner, {"strategy": "linear"})
+    TrainingRun.objects.filter(pk=stuck.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        fresh = services.start_training(project, owner, {"strategy": "linear"})
+    assert fresh.pk != stuck.pk and not fresh.reused and len(callbacks) == 1
+    stuck.refresh_from_db()
+    assert stuck.status == JobStatus.CANCELLED
+
+
 def test_it_cancels_queued_runs_at_once_and_running_ones_between_batches(project):
     queued = TrainingRun.objects.create(project=project)
     assert services.cancel(queued).status == JobStatus.CANCELLED
