@@ -70,14 +70,15 @@ def main() -> dict:
             healthz = f"{site.base}/healthz"
             calm = [requests.get(healthz, timeout=120).elapsed.total_seconds() for _ in range(10)]
             rss_before = _rss_mb(web)
-            stop, during = threading.Event(), []
+            stop, during, peak = threading.Event(), [], [rss_before]
 
             def probe():
                 while not stop.is_set():
                     started = time.perf_counter()
                     requests.get(healthz, timeout=300)
                     during.append(time.perf_counter() - started)
-                    time.sleep(0.2)
+                    peak.append(_rss_mb(web))
+                    time.sleep(0.1)
 
             def attack(i: int) -> int:
                 if i % 2:
@@ -95,7 +96,10 @@ def main() -> dict:
             attack_s = time.perf_counter() - started
             stop.set()
             watcher.join()
-            time.sleep(2)
+            settled = time.perf_counter()
+            while _rss_mb(web) > rss_before + 100 and time.perf_counter() - settled < 10:
+                time.sleep(0.2)
+            settle_s = time.perf_counter() - settled
             return report(
                 "hostile_images",
                 {
@@ -107,7 +111,9 @@ def main() -> dict:
                     "healthz_calm_ms": round(statistics.median(calm) * 1000, 1),
                     "healthz_worst_during_ms": round(max(during) * 1000, 1) if during else None,
                     "web_rss_mb_before": rss_before,
+                    "web_rss_mb_peak": max(peak),
                     "web_rss_mb_after": _rss_mb(web),
+                    "back_within_100_mb_s": round(settle_s, 1),
                 },
             )
         finally:
