@@ -33,3 +33,8 @@ def parse_rate(text: str) -> Rate:
             'e.g. "20/s", "100/minute", "10/15min", "1000/hour" or "10000/day"'
         )
     return Rate(int(match.group(1)), int(match.group(2) or 1) * _PERIODS[match.group(3)])
+
+
+def as_rate(value: Rate | str) -> Rate:
+    """A setting's rate as a Rate, whether it was parsed at start or set as text (settings overrides)."""
+    return parse_rate(value) if isinstance(value, str) else value

@@ -14,15 +14,14 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from webui.lib.rates import Rate, parse_rate
+from webui.lib.rates import Rate, as_rate
 from webui.ratelimit import limiter
 
 ACCOUNT, ADDRESS = "signin-account", "signin-address"
 
 
 def _rate(name: str) -> Rate:
-    rate = getattr(settings, name)
-    return parse_rate(rate) if isinstance(rate, str) else rate
+    return as_rate(getattr(settings, name))
 
 
 def _minutes(seconds: int) -> str:

@@ -8,7 +8,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from webui.api.errors import BadRequest, ErrorSerializer, JsonErrors
-from webui.lib.rates import parse_rate
+from webui.lib.rates import as_rate
 from webui.projects.ingest import UploadRejected, read_image_upload
 from webui.ratelimit import limiter
 from webui.ratelimit.limiter import client_ip
@@ -26,8 +26,7 @@ class PredictThrottle(BaseThrottle):
     scope = "api-predict"
 
     def allow_request(self, request, view) -> bool:
-        rate = settings.PINHOLE_API_PREDICT_RATE
-        rate = parse_rate(rate) if isinstance(rate, str) else rate
+        rate = as_rate(settings.PINHOLE_API_PREDICT_RATE)
         user = getattr(request, "user", None)
         who = f"user:{user.pk}" if user is not None and user.is_authenticated else f"ip:{client_ip(request)}"
         self.waiting = limiter.hit(self.scope, who, rate)
