@@ -58,6 +58,31 @@ def test_it_redelivers_a_training_whose_worker_was_killed(any_broker, start_work
 
 
 @pytest.mark.timeout(240)
+def test_a_training_whose_whole_worker_was_killed_is_recovered_at_the_next_start_whatever_its_age(
+    any_broker, start_worker, api, labelled_project
+):
+    """The worker's main process and its pool child killed together, and a worker started again at
+    once. The heartbeat window is ten minutes, so the run's heartbeat is still fresh: only the claimant
+    (the killed child, gone from this host) tells the new worker the run lost its worker."""
+    window = {"PINHOLE_HEARTBEAT_STALE_S": "600"}
+    first = start_worker(any_broker, PINHOLE_TEST_TRAINING_DELAY_S="4", **window)
+    run_id = post_train(api, labelled_project)["id"]
+    wait_for_run(api, run_id, "running", first)
+    wait_for(
+        lambda: [e for e in training_events(start_worker.training_log) if e[0] == "start"],
+        30,
+        "the pool child to start training",
+        on_timeout=first.log,
+    )
+    first.stop()  # SIGKILL to the whole process group
+
+    second = start_worker(any_broker, **window)
+    run = wait_for_run(api, run_id, {"succeeded", "failed", "cancelled"}, second, timeout=90)
+    assert run["status"] == "succeeded", run["error"] + second.log()
+    assert _versions(labelled_project) == 1
+
+
+@pytest.mark.timeout(240)
 def test_it_fails_a_task_that_kills_its_worker_every_time(broker, start_worker, api, labelled_project):
     worker = start_worker(broker, PINHOLE_TEST_CRASH_TRAINING="1", PINHOLE_TASK_MAX_DELIVERIES="2")
     run_id = post_train(api, labelled_project)["id"]

@@ -4,6 +4,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils import timezone
 
 from webui.serving.models import ShareLink
 from webui.training.models import ModelVersion, ServingEvent, rollback
@@ -333,9 +334,8 @@ def test_every_kind_of_job_is_listed_read_only_and_can_be_cancelled(
     extra = {"archive": "x.zip", "name": "x.zip"} if model_name == "zipimport" else {}
     if model_name in ("suggestionrefresh", "batchprediction"):
         extra["version"] = make_version(project, 1)
-    queued, running = (
-        model.objects.create(project=project, status=s, **extra) for s in ("queued", "running")
-    )
+    queued = model.objects.create(project=project, **extra)
+    running = model.objects.create(project=project, status="running", heartbeat_at=timezone.now(), **extra)
     changelist = reverse(f"admin:{admin_name}_changelist")
     assert admin_client.get(changelist).status_code == 200
     page = admin_client.get(reverse(f"admin:{admin_name}_change", args=[queued.pk]))

@@ -3,6 +3,7 @@ its worker died, given up after too many deaths, sent again when its message was
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -170,3 +171,58 @@ def test_cancelling_a_job_whose_worker_died_ends_it_at_once(make_job, model):
     alive = make_job(model, status=JobStatus.RUNNING, heartbeat_at=timezone.now())
     lifecycle.cancel(alive)
     assert alive.status == JobStatus.RUNNING and alive.cancel_requested and alive.message == "cancelling…"
+
+
+@pytest.fixture
+def gone_process():
+    """The claimant name of a real process of this host that has ended."""
+    import subprocess
+    import sys
+
+    from webui.jobs import claimant
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    name = claimant._this(child.pid)
+    assert not claimant.is_gone(name)  # alive while it waits for its input
+    child.communicate(b"")
+    return name
+
+
+def test_a_claimant_is_gone_only_when_its_process_on_this_host_has_ended(gone_process):
+    import socket
+
+    from webui.jobs import claimant
+
+    me = claimant.this_process()
+    host, pid, start = me.split(":")
+    assert host == socket.gethostname() and int(pid) == os.getpid()
+    assert claimant.is_gone(gone_process)
+    assert claimant.is_gone(f"{host}:{pid}:{float(start) - 5:.2f}")  # its pid, but another process's start
+    assert not claimant.is_gone(me)
+    assert not claimant.is_gone(f"another-host:{gone_process.split(':', 1)[1]}")  # the heartbeat decides
+    assert not claimant.is_gone("") and not claimant.is_gone("nonsense")
+
+
+@each_kind
+def test_a_job_whose_claimant_died_on_this_host_is_taken_over_and_sent_again_whatever_its_age(
+    make_job, model, gone_process, monkeypatch
+):
+    """A worker killed and started again within one heartbeat window: its job's heartbeat is fresh, but
+    the process that claimed it is gone. The start-up sweep sends it again and the claim takes it over
+    at once; cancel ends it at once too."""
+    sent = []
+    monkeypatch.setattr(lifecycle, "enqueue", lambda m, job_id: sent.append((m, job_id)))
+    fresh = dict(status=JobStatus.RUNNING, heartbeat_at=timezone.now(), attempts=1)
+    orphan = make_job(model, claimed_by=gone_process, **fresh)
+    held = make_job(model, claimed_by=lifecycle.claimant.this_process(), **fresh)
+    recovery.recover({"default", "training"})
+    assert sent == [(model, orphan.pk)]
+    assert lifecycle.dead_jobs(model) == [orphan.pk]
+    with pytest.raises(lifecycle.NotClaimable):
+        lifecycle.claim(model, held.pk)
+    taken = lifecycle.claim(model, orphan.pk)
+    assert taken.attempts == 2 and taken.claimed_by == lifecycle.claimant.this_process()
+    with pytest.raises(lifecycle.NotClaimable):
+        lifecycle.claim(model, orphan.pk)  # now held by a live process
+    other = make_job(model, claimed_by=gone_process, **fresh)
+    assert lifecycle.cancel(other).status == JobStatus.CANCELLED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.helpers import png
 
@@ -252,7 +253,9 @@ def test_it_cancels_a_run(client_for, labelled, editor):
     response = c.post(reverse("training:cancel", args=[labelled.pk, queued.pk]), follow=True)
     queued.refresh_from_db()
     assert queued.status == JobStatus.CANCELLED and "Cancelled." in response.content.decode()
-    running = TrainingRun.objects.create(project=labelled, status=JobStatus.RUNNING)
+    running = TrainingRun.objects.create(
+        project=labelled, status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+    )
     c.post(reverse("training:cancel", args=[labelled.pk, running.pk]))
     running.refresh_from_db()
     assert running.cancel_requested

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from classifier.errors import Cancelled
+from webui.jobs import claimant
 from webui.jobs.models import FINAL_STATES, InvalidTransition, Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -61,28 +62,31 @@ def enqueue_on_commit(job: Job) -> None:
 def claim(model: type[Job], job_id: int, *, on_give_up: Callable[[int], None] | None = None) -> Job | None:
     """Take a job for this worker with one conditional UPDATE; None if there is nothing to do.
 
-    A QUEUED job is claimed normally. A RUNNING job whose heartbeat is stale lost its worker (killed,
-    out of memory, host gone): the redelivered task takes it over. A RUNNING job with a fresh heartbeat
-    is being worked on right now (a duplicate delivery): NotClaimable tells the task to look again later
-    instead of doing the work twice. A job delivered more than PINHOLE_TASK_MAX_DELIVERIES times fails
-    with a message instead of killing worker after worker; `on_give_up(job_id)` cleans up after it.
+    A QUEUED job is claimed normally. A RUNNING job whose worker died (killed, out of memory, host
+    gone: `is_dead`) is taken over by the redelivered task. A RUNNING job whose worker lives is being
+    worked on right now (a duplicate delivery): NotClaimable tells the task to look again later instead
+    of doing the work twice. A job delivered more than PINHOLE_TASK_MAX_DELIVERIES times fails with a
+    message instead of killing worker after worker; `on_give_up(job_id)` cleans up after it.
     """
     job = model.objects.filter(pk=job_id).first()
     if job is None or job.status in FINAL_STATES:
         return None
-    now = timezone.now()
+    now, me = timezone.now(), claimant.this_process()
+    taken_over = dict(heartbeat_at=now, claimed_by=me, attempts=F("attempts") + 1)
     if job.status == JobStatus.QUEUED:
         taken = model.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-            status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+            status=JobStatus.RUNNING, started_at=now, **taken_over
         )
     else:
-        taken = (
-            model.objects.filter(pk=job_id, status=JobStatus.RUNNING)
-            .filter(heartbeat_at__lt=now - stale_after())
-            .update(heartbeat_at=now, attempts=F("attempts") + 1)
-        )
-        if not taken:
+        if not is_dead(job):
             raise NotClaimable(f"{model.noun} {job_id} is being worked on by another worker")
+        # Conditioned on what made it dead, so two workers taking over at once cannot both win.
+        still = model.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=job.claimed_by)
+        if not claimant.is_gone(job.claimed_by):
+            still = still.filter(heartbeat_at=job.heartbeat_at)
+        taken = still.update(**taken_over)
+        if not taken:
+            raise NotClaimable(f"{model.noun} {job_id} was just taken over by another worker")
     if not taken:
         return None
     job.refresh_from_db()
@@ -161,15 +165,14 @@ def recover_stale(model: type[Job], *, queued_for: timedelta = timedelta(minutes
     """Queue again the jobs whose message was lost; returns their ids.
 
     A broker without persistence (Redis restarted) or a whole worker host lost with the SQLite broker
-    drops messages: their jobs would stay QUEUED, or RUNNING with a dead heartbeat, for ever. Called when
-    a worker starts. A second message for a job that still has one is harmless: the claim is a
-    conditional UPDATE, so only one delivery does the work.
+    drops messages, and a broker may hold a killed worker's message back for a long while: their jobs
+    would stay QUEUED, or RUNNING, for ever. Called when a worker starts, it sends again the jobs queued
+    for longer than `queued_for` and every running job whose worker died (`dead_jobs`), however
+    recently. A second message for a job that still has one is harmless: the claim is a conditional
+    UPDATE, so only one delivery does the work.
     """
-    now = timezone.now()
-    stale = model.objects.filter(
-        status=JobStatus.QUEUED, created__lt=now - queued_for
-    ) | model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=now - stale_after())
-    ids = list(stale.values_list("pk", flat=True))
+    queued = model.objects.filter(status=JobStatus.QUEUED, created__lt=timezone.now() - queued_for)
+    ids = sorted(set(queued.values_list("pk", flat=True)) | set(dead_jobs(model)))
     for job_id in ids:
         enqueue(model, job_id)
     if ids:
@@ -178,16 +181,21 @@ def recover_stale(model: type[Job], *, queued_for: timedelta = timedelta(minutes
 
 
 def is_dead(job: Job) -> bool:
-    """A running job whose heartbeat went silent: its worker died."""
-    return job.status == JobStatus.RUNNING and (
-        job.heartbeat_at is None or job.heartbeat_at < timezone.now() - stale_after()
-    )
+    """A running job whose worker died: its heartbeat went silent, or its claimant is a process of this
+    host that is gone (known at once, without waiting for the heartbeat window)."""
+    if job.status != JobStatus.RUNNING:
+        return False
+    if job.heartbeat_at is None or job.heartbeat_at < timezone.now() - stale_after():
+        return True
+    return claimant.is_gone(job.claimed_by)
 
 
 def dead_jobs(model: type[Job]) -> list[int]:
-    """Running jobs whose heartbeat went silent: their worker died (a message for them may be gone)."""
-    stale = model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - stale_after())
-    return list(stale.values_list("pk", flat=True))
+    """Running jobs whose worker died (`is_dead`): a message for them may be gone."""
+    running = model.objects.filter(status=JobStatus.RUNNING).only(
+        "pk", "status", "heartbeat_at", "claimed_by"
+    )
+    return [job.pk for job in running if is_dead(job)]
 
 
 def cancel(job: Job) -> Job:
@@ -207,10 +215,15 @@ def cancel(job: Job) -> Job:
     if job.status == JobStatus.RUNNING:
         # A worker that died cannot honour the request: its job ends here, at once, instead of saying
         # "cancelling…" until a sweep hands it to another worker.
-        now = timezone.now()
-        ended = model.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, heartbeat_at__lt=now - stale_after()
-        ).update(status=JobStatus.CANCELLED, finished_at=now, message="cancelled (its worker had stopped)")
+        ended = 0
+        if is_dead(job):
+            ended = model.objects.filter(
+                pk=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at, claimed_by=job.claimed_by
+            ).update(
+                status=JobStatus.CANCELLED,
+                finished_at=timezone.now(),
+                message="cancelled (its worker had stopped)",
+            )
         if not ended:
             model.objects.filter(pk=job.pk).update(cancel_requested=True, message="cancelling…")
         job.refresh_from_db()

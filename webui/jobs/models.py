@@ -9,7 +9,8 @@ A job is a row a request creates and a worker claims. Its life:
 
 Every move is one conditional UPDATE on the current status, so two processes racing on one job cannot
 both win. A worker touches `heartbeat_at` while it works; a RUNNING job whose heartbeat is older than
-PINHOLE_HEARTBEAT_STALE_S lost its worker and may be taken over (webui/jobs/lifecycle.py).
+PINHOLE_HEARTBEAT_STALE_S lost its worker and may be taken over (webui/jobs/lifecycle.py); so may one
+whose claimant (the process that claimed it, webui/jobs/claimant.py) a worker on the same host sees gone.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class Job(models.Model):
     # take over a RUNNING job whose heartbeat has gone stale (its worker died).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # host:pid:start of the process working on it (claimant.this_process()); blank until claimed.
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
 
     class Meta:

@@ -1,10 +1,10 @@
 """Which jobs a worker looks for, by the queue it serves.
 
-A worker that starts re-queues the stale jobs (lifecycle.recover_stale) of the kinds its queues carry,
-so messages a broker lost are sent again. While it runs, it also looks every heartbeat window for
-running jobs whose worker died (`Sweeper`): a worker killed and started again within that window
-would otherwise find nothing stale at its start, and the job would stay "running" until the next
-start.
+A worker that starts re-queues the lost jobs (lifecycle.recover_stale) of the kinds its queues carry:
+queued ones whose message a broker dropped, and running ones whose worker died. A worker killed and
+started again on the same host is known dead at once by its claimant (webui/jobs/claimant.py), whatever
+the heartbeat says. One on another host can only be known by its silent heartbeat, so while a worker
+runs it also looks every heartbeat window for running jobs whose worker died (`Sweeper`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from webui.jobs.models import JobStatus
 from webui.training.models import TrainingRun
@@ -82,7 +83,9 @@ def test_it_cancels_a_queued_run_once(api_for, labelled_project, editor):
 
 
 def test_it_asks_a_running_run_to_stop(api_for, labelled_project, editor):
-    run = TrainingRun.objects.create(project=labelled_project, status=JobStatus.RUNNING)
+    run = TrainingRun.objects.create(
+        project=labelled_project, status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+    )
     body = api_for(editor).post(f"/api/v1/runs/{run.pk}/cancel/").json()
     assert body["status"] == "running" and body["message"] == "cancelling…"
     run.refresh_from_db()

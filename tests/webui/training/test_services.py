@@ -3,6 +3,7 @@
 import zlib
 
 import pytest
+from django.utils import timezone
 
 from classifier.audit import PERCEPTUAL_HASH
 from classifier.progress import ProgressReport
@@ -74,8 +75,6 @@ def test_a_train_request_never_reuses_a_run_whose_worker_died(
 ):
     from datetime import timedelta
 
-    from django.utils import timezone
-
     add_images("red", RED, 2)
     add_images("blue", BLUE, 2)
     with django_capture_on_commit_callbacks():
@@ -93,7 +92,9 @@ def test_a_train_request_never_reuses_a_run_whose_worker_died(
 def test_it_cancels_queued_runs_at_once_and_running_ones_between_batches(project):
     queued = TrainingRun.objects.create(project=project)
     assert services.cancel(queued).status == JobStatus.CANCELLED
-    running = TrainingRun.objects.create(project=project, status=JobStatus.RUNNING)
+    running = TrainingRun.objects.create(
+        project=project, status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+    )
     assert services.cancel(running).cancel_requested
     progress = services._Progress(running)
     with pytest.raises(services.Cancelled):
@@ -103,7 +104,7 @@ def test_it_cancels_queued_runs_at_once_and_running_ones_between_batches(project
 
 
 def test_it_writes_each_engine_report_into_the_run(project):
-    run = TrainingRun.objects.create(project=project, status=JobStatus.RUNNING)
+    run = TrainingRun.objects.create(project=project, status=JobStatus.RUNNING, heartbeat_at=timezone.now())
     progress = services._Progress(run)
     progress(ProgressReport("extract", 0.1, "extracting 1/100"))
     run.refresh_from_db()
