@@ -1,11 +1,12 @@
 """Run every benchmark in turn (`make bench`); each prints one JSON line."""
 
-from bench import api_pipeline, extraction, multi_host, predict_latency, quality, train_cli
+from bench import active_learning, api_pipeline, extraction, multi_host, predict_latency, quality, train_cli
 
 
 def main() -> None:
     for module in (extraction, train_cli, predict_latency, api_pipeline, multi_host, quality):
         module.main()
+    active_learning.main([])
 
 
 if __name__ == "__main__":
