@@ -70,9 +70,17 @@ def _score(head, y_labelled, X_val, y_val) -> float:
     return float(np.mean(head.predict_proba(X_val).argmax(axis=1) == y_val))
 
 
+def _space(X, labelled):
+    from classifier.unknown import UnknownDetector
+
+    if labelled.sum() < 2:
+        return X
+    return UnknownDetector().fit(X[labelled]).embed(X)
+
+
 def simulate(order: str, data, seed: int, step: int, upto: int) -> dict[int, float]:
     """Val accuracy after each multiple of `step` labels, labelling in `order` ("next" or "random")."""
-    from classifier.selection import order_to_label
+    from classifier.selection import order_to_label, uncertainty
 
     X, y, names = data["train"]
     X_val, y_val, _ = data["val"]
@@ -83,8 +91,11 @@ def simulate(order: str, data, seed: int, step: int, upto: int) -> dict[int, flo
         if order == "random":
             picks = rng.choice(np.flatnonzero(~labelled), step, replace=False)
         else:
-            probabilities = head.predict_proba(X) if head is not None else None
-            picks = order_to_label(X, labelled, probabilities, ranked=step)[:step]
+            # As a serving version does: compare pictures in the unknown detector's space (features
+            # standardised on the labelled ones), with the labelled pictures' features as references.
+            unsure = uncertainty(head.predict_proba(X)) if head is not None else None
+            space = _space(X, labelled)
+            picks = order_to_label(space, labelled, unsure, ranked=step)[:step]
         labelled[picks] = True
         head = _fit(X[labelled], y[labelled], names, seed)
         scores[int(labelled.sum())] = _score(head, y[labelled], X_val, y_val)

@@ -29,7 +29,7 @@ TYPICALITY_NEIGHBOURS = 10
 # How many pictures the greedy part orders; the rest follow by score without the diversity term.
 RANKED = 500
 # Candidates compared pairwise at most (typicality); beyond it, typicality is measured on a sample.
-MAX_PAIRWISE = 4000
+MAX_PAIRWISE = 2000
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ def typicality(X: np.ndarray, neighbours: int = TYPICALITY_NEIGHBOURS, seed: int
 def order_to_label(
     features: np.ndarray,
     labelled: np.ndarray,
-    probabilities: np.ndarray | None = None,
+    unsure: np.ndarray | None = None,
     *,
     ranked: int = RANKED,
     seed: int = 0,
@@ -83,8 +83,8 @@ def order_to_label(
     Args:
         features: every picture's features [N, D], labelled and unlabeled.
         labelled: bool [N], True for pictures with a label.
-        probabilities: the current model's answers [N, K] (rows of labelled pictures are ignored), or
-            None before any model exists.
+        unsure: the current model's `uncertainty` per picture [N] (rows of labelled pictures are
+            ignored), or None before any model exists.
         ranked: how many pictures the greedy, diversity-aware part orders.
         seed: sampling for typicality on very large sets.
     Returns:
@@ -98,8 +98,8 @@ def order_to_label(
     if len(candidates) == 0:
         return candidates
     worth = typicality(X, seed=seed)[candidates]
-    if probabilities is not None:
-        worth = worth * (0.5 + 0.5 * uncertainty(np.asarray(probabilities)[candidates]))
+    if unsure is not None:
+        worth = worth * (0.5 + 0.5 * np.clip(np.asarray(unsure, dtype=np.float64)[candidates], 0.0, 1.0))
     # Cosine distance to the nearest labelled picture; with none yet, every candidate is equally far.
     spread = np.ones(len(candidates))
     if labelled.any():

@@ -68,6 +68,11 @@ class UnknownDetector:
         self.max_reference = max_reference
         self.random_state = random_state
 
+    def embed(self, X) -> np.ndarray:
+        """Args: X: features [N, D]. Returns: the rows as the detector compares them [N, d]: the last
+        layer's features standardised on the training images, unit length (float32)."""
+        return self._embed(X)
+
     def _embed(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         width = self.mean_.shape[0]

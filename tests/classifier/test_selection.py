@@ -17,9 +17,9 @@ def test_every_unlabeled_picture_comes_once_and_no_labelled_one_does():
     X = rng.standard_normal((60, 8))
     labelled = np.zeros(60, dtype=bool)
     labelled[::7] = True
-    for probabilities in (None, rng.dirichlet([1, 1, 1], 60)):
+    for unsure in (None, uncertainty(rng.dirichlet([1, 1, 1], 60))):
         for ranked in (0, 5, 500):
-            order = order_to_label(X, labelled, probabilities, ranked=ranked)
+            order = order_to_label(X, labelled, unsure, ranked=ranked)
             assert sorted(order.tolist()) == np.flatnonzero(~labelled).tolist()
     assert order_to_label(X, np.ones(60, dtype=bool)).size == 0
     with pytest.raises(ValueError):
@@ -33,7 +33,7 @@ def test_a_batch_spreads_over_groups_instead_of_taking_near_copies_of_one_confus
     group = np.repeat(np.arange(4), 20)
     # The model is unsure of every picture of group 0 and fairly sure of the rest.
     probabilities = np.where(group[:, None] == 0, [0.5, 0.5], [0.9, 0.1])
-    first = order_to_label(X, np.zeros(len(X), dtype=bool), probabilities)[:4]
+    first = order_to_label(X, np.zeros(len(X), dtype=bool), uncertainty(probabilities))[:4]
     assert sorted(group[first]) == [0, 1, 2, 3]
     assert group[first[0]] == 0  # the unsure group is asked about first
     by_uncertainty_alone = np.argsort(-uncertainty(probabilities), kind="stable")[:4]
