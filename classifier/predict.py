@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class Prediction:
         top: (label, probability) pairs, most likely first.
         unknown: True when the image is unlike everything seen in training (do not trust `label`).
         unknown_score: how unusual the image is; above the artifact's threshold means unknown.
+        embedding: the image as the unknown detector compares it (`Predictor.embed`), when asked for.
     """
 
     label: str
@@ -54,6 +55,7 @@ class Prediction:
     top: list[tuple[str, float]]
     unknown: bool
     unknown_score: float
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {
@@ -161,9 +163,25 @@ class Predictor:
         photo = load_rgb(source, target_size=self.preprocessing.resize)
         return self._explainer.explain(photo, label_index)
 
-    def predict(self, sources: Sequence, top_k: int = 5) -> list[Prediction]:
-        """Args: sources: images; top_k: how many labels to list. Returns: one Prediction per image."""
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        """Features from `run` as the unknown detector compares them (standardised on the training
+        images, unit length), or just unit length for a version without a detector. [N, d] float32."""
+        if self.detector is not None:
+            return self.detector.embed(features)
+        features = np.asarray(features, dtype=np.float32)
+        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+    def references(self) -> np.ndarray:
+        """The training images as the detector compares them [R, d] (empty without a detector)."""
+        if self.detector is None:
+            return np.zeros((0, 0), np.float32)
+        return self.detector.reference_
+
+    def predict(self, sources: Sequence, top_k: int = 5, *, embed: bool = False) -> list[Prediction]:
+        """Args: sources: images; top_k: how many labels to list; embed: fill each Prediction's
+        `embedding`. Returns: one Prediction per image."""
         probs, feats = self.run(sources)
+        embeddings = self.embed(feats) if embed and len(feats) else [None] * len(probs)
         if self.detector is not None and len(feats):
             scores = self.detector.score(feats)
             unknown = self.detector.unknown_at(scores)
@@ -171,8 +189,8 @@ class Predictor:
             scores, unknown = np.zeros(len(probs)), np.zeros(len(probs), dtype=bool)
         k = max(1, min(int(top_k), len(self.labels)))
         results = []
-        for row, score, is_unknown in zip(probs, scores, unknown, strict=True):
+        for row, score, is_unknown, embedding in zip(probs, scores, unknown, embeddings, strict=True):
             order = np.argsort(-row, kind="stable")[:k]
             top = [(self.labels[i], float(row[i])) for i in order]
-            results.append(Prediction(top[0][0], top[0][1], top, bool(is_unknown), float(score)))
+            results.append(Prediction(top[0][0], top[0][1], top, bool(is_unknown), float(score), embedding))
         return results

@@ -293,6 +293,9 @@ def label(request, project_id):
     suggested: dict[int, dict] = {}
     if show == "unlabeled":
         images = images.filter(label__isnull=True)
+    elif show == "next" and version is not None:
+        # The pictures a label would teach the model most, in the order a worker stored.
+        images = suggestions.ordered_next(version, images.filter(label__isnull=True))
     elif show == "suggested":
         # The model's guesses for the most recent unlabeled images, surest first: the ones to check and
         # accept quickly. Guesses are cached per version and image, so only new images cost a prediction.

@@ -119,6 +119,9 @@ class Suggestion(models.Model):
     """A version's best label for one picture (by content hash), worked out by a SuggestionRefresh.
 
     A picture that could not be read gets a row with `readable` false, so it is not tried again.
+    "Label next" reads the rest: how unsure the version is of the picture, the picture as the version
+    compares pictures (float16), and the picture's place in the order to label, worked out by the
+    refresh once every unlabeled picture has its row (webui/serving/suggestions.rank).
     """
 
     version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="suggestions")
@@ -127,6 +130,9 @@ class Suggestion(models.Model):
     probability = models.FloatField(default=0.0)
     unknown = models.BooleanField(default=False)
     readable = models.BooleanField(default=True)
+    uncertainty = models.FloatField(default=0.0)
+    embedding = models.BinaryField(default=b"")
+    next_rank = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "sha256"], name="unique_suggestion")]

@@ -13,10 +13,12 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 
 from classifier.errors import ArtifactError, ImageError
 from classifier.preprocessing import require_min_size
+from classifier.selection import uncertainty
 from webui.lib.decoding import check_pixels, slot
 from webui.projects.models import Project
 from webui.training.artifacts import ArtifactBroken, check_artifact
@@ -142,11 +144,13 @@ def predict(
     }
 
 
-def predict_stored(version: ModelVersion, images) -> list[dict]:
+def predict_stored(version: ModelVersion, images, *, for_labelling: bool = False) -> list[dict]:
     """The version's best label for each of a project's stored images, in the order given.
 
     Batch predictions and suggestions both answer this way: each answer is {label, probability, unknown},
     or {error} for a picture that cannot be read (one bad picture never hides the others' answers).
+    With `for_labelling`, answers also carry what "label next" weighs: `uncertainty` (1 − the margin
+    between the two likeliest labels) and `embedding` (the picture as the version compares pictures).
 
     Raises:
         ArtifactBroken: the version cannot be loaded.
@@ -154,6 +158,7 @@ def predict_stored(version: ModelVersion, images) -> list[dict]:
     from django.core.files.storage import default_storage
 
     predictor = predictor_for(version)
+    options = {"top_k": 2, "embed": True} if for_labelling else {"top_k": 1}
     answers: list[dict | None] = [None] * len(images)
     blobs: dict[int, bytes] = {}
     for index, image in enumerate(images):
@@ -164,25 +169,29 @@ def predict_stored(version: ModelVersion, images) -> list[dict]:
             answers[index] = {"error": "the stored picture could not be read (deleted meanwhile?)"}
     order = list(blobs)
     try:
-        predictions = predictor.predict([blobs[i] for i in order], top_k=1) if order else []
+        predictions = predictor.predict([blobs[i] for i in order], **options) if order else []
     except ImageError:
-        predictions = [_predict_one(predictor, blobs[i]) for i in order]  # isolate the bad one
+        predictions = [_predict_one(predictor, blobs[i], options) for i in order]  # isolate the bad one
     for index, prediction in zip(order, predictions, strict=True):
         answers[index] = prediction if isinstance(prediction, dict) else _answer(prediction)
     return answers
 
 
-def _predict_one(predictor, blob: bytes):
+def _predict_one(predictor, blob: bytes, options: dict):
     try:
-        [prediction] = predictor.predict([blob], top_k=1)
+        [prediction] = predictor.predict([blob], **options)
     except ImageError as exc:
         return {"error": str(exc)}
     return prediction
 
 
 def _answer(prediction) -> dict:
-    return {
+    answer = {
         "label": prediction.label,
         "probability": round(float(prediction.probability), 6),
         "unknown": bool(prediction.unknown),
     }
+    if prediction.embedding is not None:
+        answer["uncertainty"] = float(uncertainty(np.array([[p for _, p in prediction.top]]))[0])
+        answer["embedding"] = prediction.embedding
+    return answer

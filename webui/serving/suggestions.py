@@ -4,6 +4,10 @@ Pages read stored `Suggestion` rows only. When pictures lack one, `request_refre
 `SuggestionRefresh` (one live refresh per version), and a worker runs the version over them in chunks;
 no request ever runs the model over hundreds of pictures. Rows are per version and content hash, so a
 picture is looked at once per version, whoever asks.
+
+The same refresh then orders the unlabeled pictures for "label next" (`rank`, with
+classifier.selection): the pictures a label would teach the version most come first. Pages and the API
+read the stored order (`ordered_next`).
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 from django.db import transaction
+from django.db.models import F, OuterRef, Subquery
 
 from classifier.errors import Cancelled
+from classifier.selection import order_to_label
 from webui.jobs import lifecycle
 from webui.jobs.models import LIVE_STATES, JobStatus
 from webui.serving.models import Suggestion, SuggestionRefresh
-from webui.serving.services import predict_stored
+from webui.serving.services import predict_stored, predictor_for
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +93,18 @@ def run_refresh(job_id: int) -> None:
                         probability=answer.get("probability", 0.0),
                         unknown=answer.get("unknown", False),
                         readable="error" not in answer,
+                        uncertainty=answer.get("uncertainty", 0.0),
+                        embedding=_packed(answer.get("embedding")),
                     )
-                    for image, answer in zip(chunk, predict_stored(version, chunk), strict=True)
+                    for image, answer in zip(
+                        chunk, predict_stored(version, chunk, for_labelling=True), strict=True
+                    )
                 ]
                 Suggestion.objects.bulk_create(rows, ignore_conflicts=True)
                 done = start + len(chunk)
-                lifecycle.report(job, done / len(todo), f"{done} of {len(todo)} pictures")
+                lifecycle.report(job, 0.95 * done / len(todo), f"{done} of {len(todo)} pictures")
+            lifecycle.report(job, 0.95, "ordering the pictures to label next")
+            rank(version)
     except Cancelled:
         lifecycle.finish(job, JobStatus.CANCELLED, message="cancelled")
         return
@@ -100,6 +113,55 @@ def run_refresh(job_id: int) -> None:
         lifecycle.finish(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return
     lifecycle.finish(job, JobStatus.SUCCEEDED, progress=1.0, message=f"{len(todo)} pictures looked at")
+
+
+def _packed(embedding) -> bytes:
+    return b"" if embedding is None else np.asarray(embedding, dtype=np.float16).tobytes()
+
+
+def rank(version) -> int:
+    """Store the order in which the project's unlabeled pictures are best labelled, for this version.
+
+    The references are the version's training pictures (its unknown detector's) and the pictures
+    labelled since that have a row. Pictures without a usable row keep no rank (they come last).
+
+    Returns:
+        How many pictures were ranked.
+    """
+    project = version.project
+    unlabeled = set(project.images.filter(label__isnull=True).values_list("sha256", flat=True))
+    rows = list(
+        Suggestion.objects.filter(version=version, readable=True)
+        .exclude(embedding=b"")
+        .values_list("pk", "sha256", "uncertainty", "embedding")
+    )
+    candidates = [row for row in rows if row[1] in unlabeled]
+    labelled_since = [row for row in rows if row[1] not in unlabeled]
+    Suggestion.objects.filter(version=version, next_rank__isnull=False).update(next_rank=None)
+    if not candidates:
+        return 0
+    embed = [np.frombuffer(bytes(row[3]), dtype=np.float16) for row in candidates + labelled_since]
+    references = predictor_for(version).references()
+    width = len(embed[0])
+    if references.size and references.shape[1] != width:
+        references = np.zeros((0, width), np.float32)  # a version whose detector reads another width
+    features = np.vstack([np.asarray(embed, dtype=np.float32), references])
+    labelled = np.arange(len(features)) >= len(candidates)
+    unsure = np.zeros(len(features))
+    unsure[: len(candidates)] = [row[2] for row in candidates]
+    order = order_to_label(features, labelled, unsure)
+    ranked = [Suggestion(pk=candidates[i][0], next_rank=place) for place, i in enumerate(order)]
+    Suggestion.objects.bulk_update(ranked, ["next_rank"], batch_size=500)
+    return len(ranked)
+
+
+def ordered_next(version, images):
+    """`images` (a queryset of one project's images) in "label next" order for `version`: ranked
+    pictures first, best first; the rest after them, newest first."""
+    place = Suggestion.objects.filter(version=version, sha256=OuterRef("sha256")).values("next_rank")[:1]
+    return images.annotate(next_rank=Subquery(place)).order_by(
+        F("next_rank").asc(nulls_last=True), "-created", "-id"
+    )
 
 
 @dataclass

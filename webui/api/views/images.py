@@ -26,6 +26,7 @@ from webui.projects.images import delete_image
 from webui.projects.ingest import UploadRejected, ingest_image
 from webui.projects.labels import get_or_create_label, set_label
 from webui.projects.models import Image
+from webui.serving import suggestions
 
 
 class ImagePagination(LimitOffsetPagination):
@@ -64,12 +65,32 @@ class ImageList(JsonErrors, generics.ListAPIView):
                 raise BadRequest(f"unlabeled must be true or false, not {unlabeled[:40]!r}")
             if unlabeled.lower() in ("true", "1"):
                 images = images.filter(label__isnull=True)
+        order = params.get("order", "newest")
+        if order == "next":
+            version = project.serving_version
+            if version is None:
+                raise BadRequest("order=next needs a model: train one first")
+            suggestions.request_refresh(version, self.request.user)  # pictures it has not looked at yet
+            return suggestions.ordered_next(version, images)
+        if order != "newest":
+            raise BadRequest(f"order must be newest or next, not {order[:40]!r}")
         return images
 
     @extend_schema(
         parameters=[
             OpenApiParameter("label", OpenApiTypes.STR, description="only images with this label (by name)"),
             OpenApiParameter("unlabeled", OpenApiTypes.BOOL, description="only images without a label"),
+            OpenApiParameter(
+                "order",
+                OpenApiTypes.STR,
+                enum=["newest", "next"],
+                description=(
+                    "newest first (the default), or `next`: the pictures a label would teach the serving "
+                    "model most first (unsure of them, unlike those labelled, typical of many others). "
+                    "A worker works the order out after each training and upload; pictures it has not "
+                    "ordered yet come last, newest first."
+                ),
+            ),
         ],
         responses={200: ImageSerializer(many=True), 400: BAD_REQUEST, **READ_ERRORS},
     )

@@ -100,7 +100,7 @@
       chip.append(swatch, document.createTextNode(label.name));
       cap.appendChild(chip);
     }
-    const leaves = (show === "unlabeled" || show === "suggested") ? !!label
+    const leaves = (show === "unlabeled" || show === "suggested" || show === "next") ? !!label
       : show === "label" ? true : show === "mislabeled";
     tile.classList.toggle("done", leaves);
   }
