@@ -472,6 +472,29 @@ def test_flow2_fix_from_matrix_retrain_promote(live_app, sign_in, shot, state):
     expect(page.locator("#changed")).to_be_visible()
     state["v2"] = number
 
+    # When v1 answers: the slider's figures, worked out in the browser, are the server's once saved.
+    page.goto(f"/projects/{project_id}/versions/{state['v1']}/#threshold")
+    section = page.locator("#threshold")
+    figures = ("[data-coverage]", "[data-accuracy]", "[data-answered]", "[data-unsure]")
+    always = [section.locator(f).inner_text() for f in figures]
+    assert always[0] == "100%" and always[3] == "0", always
+    page.locator("#id_threshold").evaluate(
+        "(el) => { el.value = '95'; el.dispatchEvent(new Event('input', {bubbles: true})); }"
+    )
+    expect(section.locator("[data-threshold-said]")).to_have_text("only when at least 95% sure")
+    in_browser = [section.locator(f).inner_text() for f in figures]
+    per_label = section.locator("tbody").inner_text()
+    assert in_browser != always, in_browser
+    shot(page, "08-threshold")
+    section.get_by_role("button", name=re.compile("Save")).click()
+    expect(page.locator(".messages")).to_contain_text(
+        f"v{state['v1']} will answer only when at least 95 % sure"
+    )
+    section = page.locator("#threshold")
+    assert [section.locator(f).inner_text() for f in figures] == in_browser
+    assert section.locator("tbody").inner_text() == per_label
+    expect(section).to_contain_text(f"Saved for v{state['v1']}: answer only when at least 95 % sure")
+
 
 # --- 3 --------------------------------------------------------------------------------------------
 

@@ -420,6 +420,13 @@ PAGES: dict[str, Page] = {
     "training:version": Page(P_V2, READ, None),
     "training:cell": Page(P_V2, READ, None, query="?true=0&pred=1"),
     "training:promote": Page(P_V1, None, WRITE, done=lambda w: _serving_id(w) == w.v1.pk),
+    "training:threshold": Page(
+        P_V1,
+        None,
+        WRITE,
+        body=lambda w: {"threshold": "80"},
+        done=lambda w: ModelVersion.objects.get(pk=w.v1.pk).answer_threshold == 0.8,
+    ),
     "training:delete": Page(
         P_V1, None, WRITE, done=lambda w: not ModelVersion.objects.filter(pk=w.v1.pk).exists()
     ),

@@ -34,6 +34,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictFloatField(serializers.FloatField):
+    """A number that must arrive as a number: DRF's FloatField takes true as 1.0 and "0.8" as 0.8."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictModelSerializer(serializers.ModelSerializer):
     """A ModelSerializer whose text columns are StrictCharFields."""
 
@@ -300,6 +309,7 @@ class VersionSerializer(serializers.ModelSerializer):
             "serving",
             "created",
             "size",
+            "answer_threshold",
         ]
         read_only_fields = fields
 
@@ -309,6 +319,15 @@ class VersionSerializer(serializers.ModelSerializer):
         if "serving_id" not in self.context:
             serving_id = version.project.serving_version_id
         return version.pk == serving_id
+
+
+class ThresholdSerializer(serializers.Serializer):
+    threshold = StrictFloatField(
+        allow_null=True,
+        min_value=0,
+        max_value=0.99,
+        help_text="answer only when at least this sure (0 to 0.99); null answers always",
+    )
 
 
 # --- predictions ----------------------------------------------------------------------------------
@@ -336,6 +355,12 @@ class PredictionSerializer(serializers.Serializer):
     top = ScoreSerializer(many=True)
     unknown = serializers.BooleanField()
     unknown_score = serializers.FloatField()
+    sure = serializers.BooleanField(
+        help_text="false when `probability` is below the version's threshold: treat the answer as 'not sure'"
+    )
+    threshold = serializers.FloatField(
+        allow_null=True, help_text="the version answers only when at least this sure; null: always"
+    )
     model_version = serializers.IntegerField()
     model_version_id = serializers.IntegerField()
 
@@ -368,6 +393,7 @@ class BatchResultSerializer(serializers.Serializer):
     label = serializers.CharField(required=False)
     probability = serializers.FloatField(required=False)
     unknown = serializers.BooleanField(required=False)
+    sure = serializers.BooleanField(required=False, help_text="false below the version's threshold")
     error = serializers.CharField(required=False)
 
 

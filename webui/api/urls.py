@@ -20,6 +20,9 @@ urlpatterns = [
     path("projects/<int:project_id>/versions/", training.VersionList.as_view(), name="version-list"),
     path("versions/<int:version_id>/", training.VersionDetail.as_view(), name="version-detail"),
     path("versions/<int:version_id>/promote/", training.VersionPromote.as_view(), name="version-promote"),
+    path(
+        "versions/<int:version_id>/threshold/", training.VersionThreshold.as_view(), name="version-threshold"
+    ),
     path("versions/<int:version_id>/download/", training.VersionDownload.as_view(), name="version-download"),
     path("projects/<int:project_id>/rollback/", training.Rollback.as_view(), name="rollback"),
     path("projects/<int:project_id>/predict/", predict.Predict.as_view(), name="predict"),

@@ -23,6 +23,7 @@ from webui.lib.decoding import check_pixels, slot
 from webui.projects.models import Project
 from webui.training.artifacts import ArtifactBroken, check_artifact
 from webui.training.models import ModelVersion
+from webui.training.thresholds import is_sure
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ def predict(
         heatmap: also say where in the picture the answer came from (`heatmap`: a JPEG data URL of
             what the network saw with the evidence laid over it).
     Returns:
-        {label, probability, top: [{label, probability}], unknown, unknown_score, model_version}
+        {label, probability, top: [{label, probability}], unknown, unknown_score, sure, threshold,
+        model_version}: `sure` is false when the answer is below the version's threshold (a "not sure").
     """
     version = resolve_version(project, version_id)
     predictor = predictor_for(version)
@@ -139,6 +141,8 @@ def predict(
         "top": [{"label": name, "probability": round(float(p), 6)} for name, p in result.top],
         "unknown": bool(result.unknown),
         "unknown_score": round(float(result.unknown_score), 6),
+        "sure": is_sure(version, float(result.probability)),
+        "threshold": version.answer_threshold,
         "model_version": version.number,
         "model_version_id": version.pk,
     }
@@ -147,8 +151,8 @@ def predict(
 def predict_stored(version: ModelVersion, images, *, for_labelling: bool = False) -> list[dict]:
     """The version's best label for each of a project's stored images, in the order given.
 
-    Batch predictions and suggestions both answer this way: each answer is {label, probability, unknown},
-    or {error} for a picture that cannot be read (one bad picture never hides the others' answers).
+    Batch predictions and suggestions both answer this way: each answer is {label, probability, unknown,
+    sure} (`sure`: at or above the version's threshold), or {error} for a picture that cannot be read (one bad picture never hides the others' answers).
     With `for_labelling`, answers also carry what "label next" weighs: `uncertainty` (1 − the margin
     between the two likeliest labels) and `embedding` (the picture as the version compares pictures).
 
@@ -174,6 +178,8 @@ def predict_stored(version: ModelVersion, images, *, for_labelling: bool = False
         predictions = [_predict_one(predictor, blobs[i], options) for i in order]  # isolate the bad one
     for index, prediction in zip(order, predictions, strict=True):
         answers[index] = prediction if isinstance(prediction, dict) else _answer(prediction)
+        if "error" not in answers[index]:
+            answers[index]["sure"] = is_sure(version, answers[index]["probability"])
     return answers
 
 

@@ -54,6 +54,10 @@ class ModelVersion(models.Model):
     fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
     size = models.PositiveBigIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
+    # The one thing about a version that may change after training: answer only when at least this
+    # sure, else "not sure" (webui/training/thresholds.py); None answers always. Each change is a
+    # ServingEvent.
+    answer_threshold = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-number"]
@@ -167,7 +171,8 @@ def rollback(project: Project, user=None) -> ModelVersion:
 
 
 class ServingEvent(models.Model):
-    """Who switched the serving version and when; rollback walks this history."""
+    """Who switched the serving version, or changed how a version answers, and when; rollback walks
+    the switches ("promote" and "rollback")."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="serving_events")
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
@@ -175,6 +180,7 @@ class ServingEvent(models.Model):
         ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     action = models.CharField(max_length=16)
+    detail = models.CharField(max_length=200, blank=True)  # for "threshold": what it became
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 

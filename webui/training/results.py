@@ -13,7 +13,7 @@ from classifier.strategies import imbalance
 from webui.lib.numbers import percent
 from webui.projects.access import get_project_for_user
 from webui.projects.findings import findings
-from webui.training import answers
+from webui.training import answers, thresholds
 from webui.training.models import ModelVersion
 from webui.training.views import STRATEGY_HELP, is_htmx, version_or_404
 
@@ -103,6 +103,27 @@ def _report(project, version: ModelVersion) -> dict:
         "leakage": len(metrics.get("leakage") or []),
         "skipped": metrics.get("skipped") or [],
         "promotion": metrics.get("promotion") or {},
+        "threshold": _threshold(project, version),
+    }
+
+
+def _threshold(project, version: ModelVersion) -> dict | None:
+    """The threshold section: the recorded answers for the slider, and the figures at the saved value."""
+    rows = thresholds.table(version)
+    if not rows:
+        return None
+    outcome = thresholds.at(rows, version.answer_threshold)
+    colours = dict(project.labels.values_list("name", "colour"))
+    return {
+        "rows": rows,
+        "outcome": outcome,
+        "unsure": outcome.scored - outcome.answered,
+        "value": percent(version.answer_threshold) or 0,
+        "saved": thresholds.describe(version.answer_threshold),
+        "labels": [
+            {"name": name, "colour": colours.get(name, "#6b7280"), **figures}
+            for name, figures in outcome.per_label.items()
+        ],
     }
 
 

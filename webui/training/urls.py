@@ -15,6 +15,7 @@ urlpatterns = [
     path("versions/<int:number>/", results.version_detail, name="version"),
     path("versions/<int:number>/cell/", results.confusion_cell, name="cell"),
     path("versions/<int:number>/promote/", views.promote, name="promote"),
+    path("versions/<int:number>/threshold/", views.threshold, name="threshold"),
     path("versions/<int:number>/delete/", views.delete_version, name="delete"),
     path("images/<int:image_id>/label/", views.relabel, name="relabel"),
     path("images/<int:image_id>/delete/", views.delete_image, name="delete-image"),

@@ -18,6 +18,7 @@ from webui.lib.numbers import percent
 from webui.projects.access import get_project_for_user
 from webui.projects.images import delete_image as remove_image
 from webui.projects.labels import set_label
+from webui.training import thresholds
 from webui.training.artifacts import ArtifactBroken
 from webui.training.models import ArtifactInUse, ModelVersion, rollback
 from webui.training.services import TrainingRefused, cancel, check_ready, start_training
@@ -230,6 +231,26 @@ def promote(request, project_id: int, number: int):
     else:
         messages.success(request, f"v{version.number} now answers every prediction.")
     return redirect(_back_to(request, project))
+
+
+@login_required
+@require_POST
+def threshold(request, project_id: int, number: int):
+    """Save when a version answers (the results page's slider)."""
+    project = get_project_for_user(request.user, project_id, write=True)
+    version = version_or_404(project, number)
+    try:
+        value = thresholds.parse(request.POST.get("threshold"))
+    except thresholds.BadThreshold as exc:
+        messages.error(request, f"Not saved: {exc}.")
+    else:
+        changed = thresholds.set_threshold(version, value, request.user)
+        said = thresholds.describe(value)
+        messages.success(
+            request,
+            f"v{version.number} will {said}." if changed else f"v{version.number} already does: {said}.",
+        )
+    return redirect(reverse("training:version", args=[project.pk, version.number]) + "#threshold")
 
 
 @login_required

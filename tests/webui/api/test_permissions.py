@@ -118,6 +118,14 @@ ENDPOINTS = [
     ("version-get", "get", lambda w: f"/api/v1/versions/{w.v2.pk}/", None, READ, 200),
     ("version-delete", "delete", lambda w: f"/api/v1/versions/{w.v1.pk}/", None, WRITE, 204),
     ("version-promote", "post", lambda w: f"/api/v1/versions/{w.v1.pk}/promote/", None, WRITE, 200),
+    (
+        "version-threshold",
+        "post",
+        lambda w: f"/api/v1/versions/{w.v2.pk}/threshold/",
+        lambda w: {"threshold": 0.8},
+        WRITE,
+        200,
+    ),
     ("version-download", "get", lambda w: f"/api/v1/versions/{w.v2.pk}/download/", None, READ, 200),
     ("rollback", "post", lambda w: f"/api/v1/projects/{w.project.pk}/rollback/", None, WRITE, 200),
     # Access is decided before any model loads: with nothing serving, members reach NoModel (409).
@@ -221,6 +229,7 @@ def test_it_covers_every_api_route():
         "version-list",
         "version-detail",
         "version-promote",
+        "version-threshold",
         "version-download",
         "rollback",
         "predict",
@@ -230,7 +239,7 @@ def test_it_covers_every_api_route():
         "batch-detail",
     }
     assert names == swept
-    assert len(ENDPOINTS) == 30
+    assert len(ENDPOINTS) == 31
 
 
 @pytest.mark.parametrize("role", ["stranger", "anonymous"])

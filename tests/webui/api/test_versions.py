@@ -31,6 +31,7 @@ def test_it_lists_versions_with_the_serving_flag(api_for, labelled_project, serv
         "serving",
         "created",
         "size",
+        "answer_threshold",
     }
     assert listed[0]["labels"] == ["ants", "bees"] and listed[0]["size"] > 0
 

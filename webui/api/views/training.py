@@ -11,13 +11,20 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from webui.api.errors import BadRequest, Conflict
-from webui.api.serializers import RunSerializer, TrainedRunSerializer, TrainSerializer, VersionSerializer
+from webui.api.serializers import (
+    RunSerializer,
+    ThresholdSerializer,
+    TrainedRunSerializer,
+    TrainSerializer,
+    VersionSerializer,
+)
 from webui.api.views.base import CONFLICT, READ_ERRORS, WRITE_ERRORS, ApiView
 from webui.jobs.models import InvalidTransition
 from webui.projects.access import get_in_project_for_user, get_project_for_user
 from webui.training.artifacts import ArtifactBroken, zip_artifact
 from webui.training.models import ArtifactInUse, ModelVersion, TrainingRun, rollback
 from webui.training.services import TrainingRefused, cancel, start_training
+from webui.training.thresholds import set_threshold
 
 RUNS = TrainingRun.objects.select_related("model_version")
 VERSIONS = ModelVersion.objects.select_related("project")
@@ -131,6 +138,25 @@ class VersionPromote(ApiView):
             version.promote(request.user)
         except ArtifactBroken as exc:
             raise Conflict(str(exc)) from None
+        return Response(version_json(version))
+
+
+class VersionThreshold(ApiView):
+    @extend_schema(
+        request=ThresholdSerializer,
+        responses={200: VersionSerializer, **WRITE_ERRORS},
+        summary="Answer only when at least this sure, else 'not sure' (null: always); no retraining",
+        description=(
+            "Changes how this version serves at once: predictions below the threshold come back with "
+            "`sure: false`. Each change is recorded. The version's results page shows what each "
+            "threshold would have done on the pictures it was scored on."
+        ),
+    )
+    def post(self, request, version_id: int):
+        version = get_in_project_for_user(request.user, VERSIONS, version_id, write=True)
+        body = ThresholdSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        set_threshold(version, body.validated_data["threshold"] or None, request.user)
         return Response(version_json(version))
 
 

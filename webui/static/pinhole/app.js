@@ -153,5 +153,14 @@
     window.addEventListener("resize", hint);
   });
 
-  window.Pinhole = { csrfToken, post, upload, toast, formatBytes, watchJob, applyDataStyles };
+  /* A fraction as whole percent, rounded as webui/lib/numbers.percent rounds (half to even), so a
+     figure worked out in the browser reads as the same figure worked out on the server. */
+  function percent(fraction) {
+    if (fraction === null || fraction === undefined) return null;
+    const v = fraction * 100;
+    const r = Math.round(v);
+    return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  }
+
+  window.Pinhole = { csrfToken, post, upload, toast, formatBytes, watchJob, applyDataStyles, percent };
 })();

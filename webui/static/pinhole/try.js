@@ -60,6 +60,15 @@
       box.appendChild(el("p", "muted small",
         "The photo is unlike anything the model learned from, so any label would be a guess. Its closest guesses:"));
       box.appendChild(bars(body.top, true));
+    } else if (body.sure === false) {
+      box.appendChild(el("p", "answer-kicker", "Not sure"));
+      const title = el("p", "answer-title unknown", "Perhaps " + body.label);
+      title.appendChild(el("span", "answer-title-pct", " " + pct(body.probability) + " sure"));
+      box.appendChild(title);
+      box.appendChild(el("p", "muted small",
+        "This model answers only when it is at least " + pct(body.threshold) +
+        " sure, so take this as a guess. Its guesses:"));
+      box.appendChild(bars(body.top, true));
     } else {
       box.appendChild(el("p", "answer-kicker", "Looks like"));
       const title = el("p", "answer-title", body.label);
