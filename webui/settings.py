@@ -173,6 +173,8 @@ FILE_UPLOAD_TEMP_DIR = None
 # Rate limits per minute: public share-page predictions per IP, failed share token lookups per IP
 # (guessing), and "Try it" predictions per signed-in user.
 PINHOLE_SHARE_RATE_PER_MINUTE = env_int("PINHOLE_SHARE_RATE_PER_MINUTE", 20, minimum=1)
+# "Not right? Pick the right one" from one visitor's address, per hour (each sends a photo to review).
+PINHOLE_SHARE_FEEDBACK_PER_HOUR = env_int("PINHOLE_SHARE_FEEDBACK_PER_HOUR", 20, minimum=1)
 PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE = env_int("PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE", 30, minimum=1)
 PINHOLE_TRY_RATE_PER_MINUTE = env_int("PINHOLE_TRY_RATE_PER_MINUTE", 120, minimum=1)
 

@@ -121,6 +121,7 @@ def _load(version) -> None:
 def _project_form(project, **changes) -> dict:
     data = {"name": project.name, "description": "", "owner": project.owner_id}
     data.update({"task_type": project.task_type, "backbone": project.backbone, "auto_promote": "on"})
+    data.update({"keep_member_photos": "on", "keep_photos_days": project.keep_photos_days})
     for prefix in ("memberships", "labels"):
         data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
     data.update(changes)

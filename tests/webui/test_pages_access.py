@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from tests.helpers import png
 from webui.projects.models import Image, Membership, Project, ZipImport
-from webui.serving.models import ShareLink
+from webui.serving.models import PredictionRecord, ShareLink
 from webui.training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -195,6 +195,7 @@ EXCLUDED = {
     "password_reset_complete": "Django's own view, a static confirmation; no project ids",
     "serving:public": "public share page: the token is the key (tests/webui/test_share.py)",
     "serving:public_predict": "public share prediction by token, csrf-exempt for embeds (test_share.py)",
+    "serving:public_feedback": "a share visitor's correction by token and signed answer (test_review.py)",
     "serving:embed": "public embeddable share page by token (tests/webui/test_share.py)",
     "api-tokens": "the caller's own API tokens, no project ids (tests/webui/test_api_tokens.py)",
     "api-token-revoke": "revokes only the caller's own token, 404 otherwise (tests/webui/test_api_tokens.py)",
@@ -244,6 +245,7 @@ class World:
     media: Path
     zip_import: Any
     refresh: Any
+    queued: Any
 
 
 @pytest.fixture
@@ -282,7 +284,22 @@ def world(project, owner, editor, make_user, make_version, media_root):
         media=media_root,
         zip_import=ZipImport.objects.create(project=project, archive="imports/x.zip", name="x.zip"),
         refresh=SuggestionRefresh.objects.create(project=project, version=v2),
+        queued=_queued(project, v2),
     )
+
+
+def _queued(project, version):
+    """An answer waiting for review, with its photo kept."""
+    from webui.serving.models import PredictionRecord
+    from webui.serving.records import store_photo
+
+    row = PredictionRecord(
+        project=project, version=version, version_number=version.number, source="try", label="ants",
+        probability=0.51, sure=True, reason="unsure", review="queued", sha256="0" * 64,
+    )  # fmt: skip
+    store_photo(row, png((120, 60, 90), seed=3))
+    row.save()
+    return row
 
 
 def _zip(w: World):
@@ -335,6 +352,7 @@ P_LINK = {**P, "link_id": lambda w: w.link.pk}
 P_ANTS = {**P, "label_id": lambda w: w.ants.pk}
 P_IMPORT = {**P, "job_id": lambda w: w.zip_import.pk}
 P_REFRESH = {**P, "job_id": lambda w: w.refresh.pk}
+P_RECORD = {**P, "record_id": lambda w: w.queued.pk}
 
 
 def _zip_imported(w) -> bool:
@@ -446,6 +464,12 @@ PAGES: dict[str, Page] = {
     ),
     "serving:share": Page(
         P, READ, WRITE, done=lambda w: w.project.share_links.count() == 2
+    ),
+    "serving:review": Page(P, READ, None),
+    "serving:review-photo": Page(P_RECORD, READ, None),
+    "serving:review-decide": Page(
+        P_RECORD, None, WRITE, body=lambda w: {"label": "ants"},
+        done=lambda w: _get(PredictionRecord, pk=w.queued.pk).review == "accepted",
     ),
     "serving:share_revoke": Page(
         P_LINK, None, WRITE, done=lambda w: not _get(ShareLink, pk=w.link.pk).enabled

@@ -160,8 +160,9 @@ def test_it_throttles_predictions_per_ip(served, owner, settings, monkeypatch):
     from webui.serving.models import ShareLink
 
     answer = {"label": "ants", "probability": 0.9, "top": [], "unknown": False, "unknown_score": 0.1}
+    version_id = served.serving_version_id
     monkeypatch.setattr(
-        views, "predict", lambda *a, **k: {**answer, "model_version": 1, "model_version_id": 9}
+        views, "predict", lambda *a, **k: {**answer, "model_version": 1, "model_version_id": version_id}
     )
     settings.PINHOLE_SHARE_RATE_PER_MINUTE = 3
     _link, token = ShareLink.create_for(served, owner)

@@ -1,6 +1,7 @@
 import re
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from webui.projects.models import Label, Project
 
@@ -80,19 +81,45 @@ class ProjectSettingsForm(forms.ModelForm):
 
     class Meta:
         model = Project
-        fields = ["name", "description", "backbone", "auto_promote"]
-        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
-        labels = {"auto_promote": "Serve a new version automatically when it does at least as well"}
+        fields = [
+            "name",
+            "description",
+            "backbone",
+            "auto_promote",
+            "keep_member_photos",
+            "keep_share_photos",
+            "keep_photos_days",
+        ]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "keep_photos_days": forms.NumberInput(attrs={"min": 1, "max": 3650, "class": "input-narrow"}),
+        }
+        labels = {
+            "auto_promote": "Serve a new version automatically when it does at least as well",
+            "keep_member_photos": "Keep photos members ask about (Try it, API) when the model is unsure, for review",
+            "keep_share_photos": "Keep photos share-page visitors ask about when the model is unsure, for review",
+            "keep_photos_days": "Remove kept photos nobody reviewed after (days)",
+        }
         # The model's help text ("when it beats the serving one") contradicted the label: a tie promotes.
         help_texts = {
             "auto_promote": "Both versions are scored on the test pictures they share; on a tie the new one "
-            "serves, since it learned from at least as many pictures."
+            "serves, since it learned from at least as many pictures.",
+            "keep_share_photos": "Off: a visitor's photo is kept only when they choose “Not right?” and send "
+            "it. Tell your visitors if you turn this on.",
         }
+
+    def clean_keep_photos_days(self):
+        """Left empty (or missing from an older form): keep what it was."""
+        value = self.cleaned_data.get("keep_photos_days")
+        return self.instance.keep_photos_days if value is None else value
 
     def __init__(self, *args, **kwargs):
         from classifier.backbones import list_backbones
 
         super().__init__(*args, **kwargs)
+        days = self.fields["keep_photos_days"]
+        days.min_value, days.max_value, days.required = 1, 3650, False
+        days.validators += [MinValueValidator(1), MaxValueValidator(3650)]
         usable = [b for b in list_backbones() if b["usable"] or b["name"] == self.instance.backbone]
         # Names only: with the notes, the options were cut off on a phone. The notes are in the help.
         self.fields["backbone"] = forms.ChoiceField(

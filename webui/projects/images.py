@@ -51,9 +51,12 @@ def _remove_files(names: list[str]) -> None:
 DERIVATIVES = {"thumb": 256, "full": 1600}
 
 
-def derivative(image: Image, kind: str) -> bytes:
+def derivative(image: Image, kind: str, file=None) -> bytes:
     """A freshly encoded JPEG of the image's decoded pixels, never the stored bytes
     (bytes hidden in a comment or an appended page never reach a browser).
+
+    `file`: the stored file, for another row with a `sha256` (a kept prediction photo); default
+    `image.file`.
 
     Cached on disk by content hash under PINHOLE_MODEL_CACHE/thumbs, so each image is decoded once.
     """
@@ -66,7 +69,7 @@ def derivative(image: Image, kind: str) -> bytes:
         return path.read_bytes()
     except OSError:
         pass
-    with default_storage.open(image.file.name, "rb") as handle:
+    with default_storage.open((file or image.file).name, "rb") as handle:
         data = handle.read()
     with slot(decoded_pixels(read_header(data), box)):
         picture = load_rgb(data, target_size=box)

@@ -45,6 +45,11 @@ class Project(models.Model):
     auto_promote = models.BooleanField(
         default=True, help_text="Serve a new version automatically when it beats the serving one."
     )
+    # Which answered photos are kept for the review queue (webui/serving/records.py): the ones the
+    # model was unsure of, sent by members (try-it, API) or by share-page visitors; and for how long.
+    keep_member_photos = models.BooleanField(default=True)
+    keep_share_photos = models.BooleanField(default=False)
+    keep_photos_days = models.PositiveIntegerField(default=30)
     # PROTECT: the serving version cannot be deleted out from under the site.
     serving_version = models.ForeignKey(
         "training.ModelVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"

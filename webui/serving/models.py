@@ -155,3 +155,66 @@ class SuggestionRefresh(Job):
 
     def __str__(self) -> str:
         return f"Suggestions of {self.version} ({self.status})"
+
+
+class PredictionRecord(models.Model):
+    """One answer the site gave (try-it, API, share page), kept per version: what it said, how sure,
+    where from. The ones worth a person's look wait in the review queue (webui/serving/review.py).
+
+    `photo` holds the picture only where the project keeps photos from that source and the answer went
+    to the queue, or where a visitor sent it with "Not right?"; it is removed after review, and after
+    the project's keep_photos_days if nobody reviews it.
+    """
+
+    class Source(models.TextChoices):
+        TRY = "try", "Try it"
+        API = "api", "API"
+        SHARE = "share", "Share page"
+
+    class Review(models.TextChoices):
+        NONE = "", "not queued"
+        QUEUED = "queued", "waiting for review"
+        ACCEPTED = "accepted", "accepted"
+        RELABELLED = "relabelled", "labelled differently"
+        DISCARDED = "discarded", "discarded"
+
+    class Reason(models.TextChoices):
+        NONE = "", ""
+        UNSURE = "unsure", "the model was unsure"
+        UNKNOWN = "unknown", "unlike anything it learned"
+        VISITOR = "visitor", "a visitor said it was wrong"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prediction_records")
+    version = models.ForeignKey(
+        "training.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="records"
+    )
+    version_number = models.PositiveIntegerField()
+    source = models.CharField(max_length=8, choices=Source.choices)
+    label = models.CharField(max_length=100)
+    probability = models.FloatField()
+    unknown = models.BooleanField(default=False)
+    sure = models.BooleanField(default=True)
+    top = models.JSONField(default=list)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    photo = models.FileField(upload_to="predictions/%Y/%m/", blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    review = models.CharField(max_length=12, choices=Review.choices, blank=True, default="")
+    reason = models.CharField(max_length=8, choices=Reason.choices, blank=True, default="")
+    visitor_label = models.CharField(max_length=100, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    image = models.ForeignKey(
+        "projects.Image", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["project", "review", "created"]),
+            models.Index(fields=["version", "created"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.version_number}: {self.label} ({self.get_source_display()})"

@@ -1,12 +1,15 @@
 from django.urls import path
 
-from webui.serving import views
+from webui.serving import review_views, views
 
 app_name = "serving"
 
 urlpatterns = [
     path("projects/<int:project_id>/try/", views.try_page, name="try"),
     path("projects/<int:project_id>/try/predict/", views.try_predict, name="predict"),
+    path("projects/<int:project_id>/review/", review_views.queue_page, name="review"),
+    path("projects/<int:project_id>/review/<int:record_id>/", review_views.decide, name="review-decide"),
+    path("projects/<int:project_id>/review/<int:record_id>/photo", review_views.photo, name="review-photo"),
     path("projects/<int:project_id>/share/", views.share, name="share"),
     path("projects/<int:project_id>/share/<int:link_id>/revoke/", views.share_revoke, name="share_revoke"),
     path(
@@ -17,5 +20,6 @@ urlpatterns = [
     # Public, no account: the token is the only key. Nothing else about the project is reachable here.
     path("s/<str:token>/", views.public, name="public"),
     path("s/<str:token>/predict", views.public_predict, name="public_predict"),
+    path("s/<str:token>/feedback", views.public_feedback, name="public_feedback"),
     path("s/<str:token>/embed", views.embed, name="embed"),
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -22,7 +24,8 @@ from webui.lib.rates import Rate
 from webui.projects.access import get_project_for_user
 from webui.projects.ingest import UploadRejected, read_image_upload
 from webui.ratelimit import limiter
-from webui.serving.models import ShareLink
+from webui.serving import records, review
+from webui.serving.models import PredictionRecord, ShareLink
 from webui.serving.services import BadImage, NoModel, predict, resolve_version, revoke_link
 from webui.training.artifacts import ArtifactBroken
 
@@ -77,8 +80,13 @@ def _wants_heatmap(request) -> bool:
 
 
 def _public_answer(result: dict) -> dict:
-    keys = ("label", "probability", "top", "unknown", "heatmap", "heatmap_label")
+    keys = ("label", "probability", "top", "unknown", "sure", "threshold", "heatmap", "heatmap_label")
     return {key: result[key] for key in keys if key in result}
+
+
+# A share page's "Not right?" names the answer it is about by this signed id, good for a day.
+FEEDBACK_SALT = "pinhole.share-feedback"
+FEEDBACK_MAX_AGE_S = 24 * 3600
 
 
 # --- try it (signed in) ---------------------------------------------------------------------------
@@ -133,6 +141,7 @@ def try_predict(request, project_id: int):
         if request.POST.get("mode") != "pretrained":
             try:
                 result = predict(project, data, top_k=5, heatmap=_wants_heatmap(request))
+                records.record(project, result, PredictionRecord.Source.TRY, data)
                 return JsonResponse({"mode": "model", **result})
             except NoModel:
                 pass
@@ -268,10 +277,12 @@ def _public_context(link: ShareLink) -> dict:
         version = resolve_version(link.project, link.version_id)
     except NoModel:
         version = None
+    labels = _labels_for(link.project, version)
     return {
         "project": link.project,
         "ready": version is not None,
-        "labels": _labels_for(link.project, version),
+        "labels": labels,
+        "label_names_json": json.dumps([label["name"] for label in labels]),
     }
 
 
@@ -333,4 +344,43 @@ def public_predict(request, token: str):
     except ArtifactBroken:
         log.warning("share link %s: the model cannot load", link.pk, exc_info=True)
         return _bad("This model cannot answer right now.", status=503)
-    return JsonResponse({"mode": "model", **_public_answer(result)})
+    answer = _public_answer(result)
+    row = records.record(link.project, result, PredictionRecord.Source.SHARE, data)
+    if row is not None:
+        answer["feedback"] = signing.dumps(row.pk, salt=FEEDBACK_SALT)
+    return JsonResponse({"mode": "model", **answer})
+
+
+@csrf_exempt
+@never_cache
+@xframe_options_exempt
+@require_POST
+def public_feedback(request, token: str):
+    """ "Not right? Pick the right one": a visitor sends the photo again with the label it shows. It
+    waits in the review queue; only a member's review makes it a label."""
+    ip = limiter.client_ip(request)
+    link, wait = _lookup(request, token)
+    if wait:
+        return _too_many_json(wait)
+    if link is None:
+        return _bad("Not found.", status=404)
+    try:
+        record_id = signing.loads(
+            request.POST.get("feedback", ""), salt=FEEDBACK_SALT, max_age=FEEDBACK_MAX_AGE_S
+        )
+    except signing.BadSignature:
+        return _bad("This answer can no longer be corrected; ask again, then correct it.")
+    row = PredictionRecord.objects.filter(pk=record_id, project=link.project).first()
+    if row is None:
+        return _bad("This answer can no longer be corrected; ask again, then correct it.")
+    wait = limiter.hit("share-feedback", ip, Rate(settings.PINHOLE_SHARE_FEEDBACK_PER_HOUR, 3600))
+    if wait:
+        return _too_many_json(wait)
+    try:
+        data = _uploaded_bytes(request)
+        review.flag(row, request.POST.get("label", ""), data)
+    except _Refused as exc:
+        return _bad(str(exc))
+    except review.CannotReview as exc:
+        return _bad(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+    return JsonResponse({"detail": "Thank you: the project's owners will look at it."})

@@ -83,6 +83,8 @@ def test_the_results_page_shows_the_figures_and_an_editor_saves_a_threshold(
     assert "v1 will answer only when at least 80 % sure" in response.content.decode()
     report = response.context["report"]["threshold"]
     assert (report["outcome"].answered, report["unsure"], report["value"]) == (5, 3, 80)
+    text = response.content.decode()
+    assert "data-coverage>62%<" in text and "data-accuracy>80%<" in text  # 5 of 8 (62.5, to even), 4 of 5
     event = ServingEvent.objects.get(action="threshold")
     assert event.version == scored and event.user == editor and "80 %" in event.detail
     client_for(editor).post(url, {"threshold": "80"})

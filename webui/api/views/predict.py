@@ -28,6 +28,8 @@ from webui.api.views.base import (
 )
 from webui.lib.backbones import backbone_dir
 from webui.projects.access import get_project_for_user
+from webui.serving import records
+from webui.serving.models import PredictionRecord
 from webui.serving.services import BadImage, NoModel, predict
 from webui.training.artifacts import ArtifactBroken
 
@@ -70,6 +72,7 @@ class Predict(ModelView):
             raise Conflict(str(exc)) from None
         except BadImage as exc:
             raise BadRequest(str(exc)) from None
+        records.record(project, result, PredictionRecord.Source.API, data)
         return Response(result)
 
 

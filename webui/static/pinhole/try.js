@@ -81,6 +81,38 @@
     if (body.model_version) box.appendChild(el("p", "muted small", "Answered by v" + body.model_version + "."));
   }
 
+  /* "Not right? Pick the right one" (share pages): the visitor sends the photo again with the label it
+     shows; it waits for the project's members to review. */
+  function correction(root, body, photo) {
+    const url = root.dataset.feedbackUrl;
+    const labels = JSON.parse(root.dataset.labels || "[]");
+    if (!url || !body.feedback || !labels.length) return null;
+    const box = el("div", "try-correct");
+    box.appendChild(el("p", "small", "Not right? Pick the right one:"));
+    const row = el("div", "row");
+    const said = el("p", "small muted", "Your photo is sent to the project's owners with your answer; nothing changes until they look at it.");
+    labels.forEach((name) => {
+      const button = el("button", "btn btn-sm", name);
+      button.type = "button";
+      button.addEventListener("click", async () => {
+        row.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+        const form = new FormData();
+        form.append("feedback", body.feedback);
+        form.append("label", name);
+        form.append("file", photo, photo.name || "photo.png");
+        const reply = await Pinhole.post(url, form);
+        said.textContent = reply.ok ? (reply.body && reply.body.detail) || "Thank you."
+          : (reply.body && reply.body.detail) || "It could not be sent (" + reply.status + ").";
+        said.className = reply.ok ? "small callout" : "small callout callout-bad";
+        if (!reply.ok) row.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+      });
+      row.appendChild(button);
+    });
+    box.appendChild(row);
+    box.appendChild(said);
+    return box;
+  }
+
   function setup(root) {
     const url = root.dataset.predictUrl;
     const zone = root.querySelector(".dropzone");
@@ -115,7 +147,11 @@
       const mine = ++ticket;
       const reply = await Pinhole.post(url, form);
       if (mine !== ticket) return;  // a newer photo was chosen meanwhile
-      if (reply.ok) render(answer, reply.body || {});
+      if (reply.ok) {
+        render(answer, reply.body || {});
+        const fix = correction(root, reply.body || {}, file);
+        if (fix) answer.appendChild(fix);
+      }
       else if (reply.status === 0) problem("Could not reach the server. Check your connection.");
       else problem((reply.body && reply.body.detail) || "Something went wrong (" + reply.status + ").");
     }
