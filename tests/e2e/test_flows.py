@@ -709,3 +709,56 @@ def test_flow4_viewer_and_stranger(live_app, sign_in, shot, state):
         assert response.status == 404, f"POST {path} as a stranger: {response.status}"
     api = page.request.get(f"/api/v1/projects/{project_id}/images/")
     assert api.status == 404, api.status
+
+
+# --- 5 --------------------------------------------------------------------------------------------
+
+
+def test_flow5_share_visitor_correction_reviewed_then_retrained(
+    live_app, sign_in, new_context, shot, hymenoptera, state
+):
+    """The data flywheel: a share-page visitor says an answer is wrong; a member reviews the photo in
+    the queue, it joins the project with the member's label, and the next training learns from it."""
+    needs(state, "project_id", "v2")
+    project_id = state["project_id"]
+    bee = photos(hymenoptera / "val" / "bees", 3)[2]
+    page = sign_in("alice")
+    page.goto(f"/projects/{project_id}/share/")
+    page.get_by_role("button", name="Create link").click()
+    url = page.locator("#fresh-url").input_value()
+
+    visitor = new_context().new_page()
+    visitor.goto(url)
+    expect(visitor.locator(".tryit[data-ready]")).to_have_count(1)
+    visitor.locator(".tryit .try-buttons input[type=file]").first.set_input_files(str(bee))
+    expect(visitor.locator(".try-answer .answer-title")).to_be_visible(timeout=30_000)
+    correction = visitor.locator(".try-correct")
+    expect(correction).to_contain_text("Not right? Pick the right one")
+    correction.get_by_role("button", name="ants", exact=True).click()
+    expect(correction).to_contain_text("the project's owners will look at it")
+    shot(visitor, "01-visitor-corrected")
+
+    tab(page, "Review").click()
+    item = page.locator(".review-item")
+    expect(item).to_have_count(1)
+    expect(item).to_contain_text("a visitor said it was wrong")
+    expect(item).to_contain_text("The visitor says: ants")
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=item.locator("img").element_handle()
+    )
+    shot(page, "02-review-queue")
+    phone = sign_in("alice", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    phone.goto(f"/projects/{project_id}/review/")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "02b-review-on-a-phone")
+    # alice knows a bee when she sees one: the visitor's hint is only a hint.
+    item.get_by_role("button", name="bees", exact=True).click()
+    expect(page.locator(".messages")).to_contain_text("Added to the project as “bees”")
+    expect(page.locator("main")).to_contain_text("Nothing to review")
+
+    page.goto(f"/projects/{project_id}/label/")
+    assert filter_count(page, "bees") == str(PER_LABEL + 1)
+    number = state["v2"] + 1
+    train_and_wait(page, project_id, number, shot, "03", live_app)
+    page.goto(f"/projects/{project_id}/versions/{number}/")
+    expect(page.locator("main")).to_contain_text(f"learned from all {2 * PER_LABEL + 1}")

@@ -188,3 +188,21 @@ def _file(data):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("q.png", data, content_type="image/png")
+
+
+def test_the_admin_lists_recorded_answers_read_only(admin_client, served):
+    row = records.record(served, _result(served, 0.9), "api", None)
+    assert admin_client.get(reverse("admin:serving_predictionrecord_changelist")).status_code == 200
+    page = admin_client.get(reverse("admin:serving_predictionrecord_change", args=[row.pk]))
+    assert page.status_code == 200 and not page.context["adminform"].form.fields
+    assert admin_client.get(reverse("admin:serving_predictionrecord_add")).status_code == 403
+
+
+def test_the_results_page_shows_what_the_version_answered_per_day(client_for, served, viewer):
+    for probability, unknown in ((0.9, False), (0.6, True)):
+        records.record(served, _result(served, probability, unknown=unknown), "api", None)
+    page = client_for(viewer).get(reverse("training:version", args=[served.pk, 1]))
+    [day] = page.context["report"]["daily"]
+    assert day["answers"] == 2 and day["width"] == 100
+    text = page.content.decode()
+    assert "What it answered" in text and ">75%<" in text and ">50%<" in text  # mean confidence, unknown

@@ -1,9 +1,9 @@
-"""Share links and batch predictions in the admin, revoked the same way as on the site."""
+"""Share links, batch predictions and recorded answers in the admin, revoked the same way as on the site."""
 
 from django.contrib import admin, messages
 
 from webui.jobs.admin import JobAdmin
-from webui.serving.models import BatchPrediction, ShareLink, SuggestionRefresh
+from webui.serving.models import BatchPrediction, PredictionRecord, ShareLink, SuggestionRefresh
 from webui.serving.services import revoke_link
 
 
@@ -60,3 +60,19 @@ class BatchPredictionAdmin(JobAdmin):
 @admin.register(SuggestionRefresh)
 class SuggestionRefreshAdmin(JobAdmin):
     list_select_related = ["project", "version__project"]
+
+
+@admin.register(PredictionRecord)
+class PredictionRecordAdmin(admin.ModelAdmin):
+    """Answers as they were given: read only. Reviewing is the project's Review page's job."""
+
+    list_display = ["created", "project", "version_number", "source", "label", "probability", "review"]
+    list_filter = ["source", "review", "reason", "unknown", "created"]
+    search_fields = ["project__name", "label", "visitor_label"]
+    date_hierarchy = "created"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in PredictionRecord._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

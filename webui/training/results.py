@@ -104,7 +104,17 @@ def _report(project, version: ModelVersion) -> dict:
         "skipped": metrics.get("skipped") or [],
         "promotion": metrics.get("promotion") or {},
         "threshold": _threshold(project, version),
+        "daily": _daily(version),
     }
+
+
+def _daily(version: ModelVersion) -> list[dict]:
+    """The version's answers per day (serving.records.daily), with bar widths against the busiest day."""
+    from webui.serving.records import daily
+
+    days = daily(version)
+    busiest = max((day["answers"] for day in days), default=0)
+    return [{**day, "width": round(100 * day["answers"] / busiest) if busiest else 0} for day in days]
 
 
 def _threshold(project, version: ModelVersion) -> dict | None:

@@ -91,7 +91,7 @@
     box.appendChild(el("p", "small", "Not right? Pick the right one:"));
     const row = el("div", "row");
     const said = el("p", "small muted", "Your photo is sent to the project's owners with your answer; nothing changes until they look at it.");
-    labels.forEach((name) => {
+    labels.filter((name) => name !== body.label).forEach((name) => {
       const button = el("button", "btn btn-sm", name);
       button.type = "button";
       button.addEventListener("click", async () => {
