@@ -422,6 +422,7 @@ PAGES: dict[str, Page] = {
         P_ANTS, None, WRITE, done=lambda w: not w.project.labels.filter(pk=w.ants.pk).exists()
     ),
     "projects:image-thumb": Page(P_IMAGE, READ, None),
+    "projects:export": Page(P, READ, None),
     "projects:image-full": Page(P_IMAGE, READ, None),
     # training
     "training:train": Page(

@@ -25,6 +25,7 @@ from django.db import transaction
 from classifier.errors import Cancelled
 from webui.jobs import lifecycle
 from webui.jobs.models import JobStatus
+from webui.projects.export import EXTRA_FILES
 from webui.projects.ingest import UploadRejected, ingest_image, printable_name
 from webui.projects.labels import get_or_create_label
 from webui.projects.models import Label, Project, ZipImport
@@ -115,6 +116,8 @@ def check_zip(archive: zipfile.ZipFile) -> list[ZipEntry]:
             )
         parts = [p for p in re.split(r"[\\/]+", info.filename) if p]
         if any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in IGNORED_ZIP_NAMES:
+            continue
+        if len(parts) == 1 and parts[0].lower() in EXTRA_FILES:  # a dataset export's manifest and README
             continue
         candidates.append((info, parts))
     # A zipped folder ("photos/ants/1.jpg", "photos/bees/2.jpg"): its name is a wrapper, not a label.

@@ -23,6 +23,7 @@ urlpatterns = [
     path("<int:project_id>/labels/new/", views.label_create, name="label-create"),
     path("<int:project_id>/labels/<int:label_id>/", views.label_update, name="label-update"),
     path("<int:project_id>/labels/<int:label_id>/delete/", views.label_delete, name="label-delete"),
+    path("<int:project_id>/dataset.zip", views.export_dataset, name="export"),
     path("<int:project_id>/images/<int:image_id>/thumb", views.image_thumb, name="image-thumb"),
     path("<int:project_id>/images/<int:image_id>/full", views.image_full, name="image-full"),
 ]

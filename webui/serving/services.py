@@ -86,7 +86,7 @@ def revoke_link(link) -> None:
 def resolve_version(project, version_id: int | None = None) -> ModelVersion:
     """The version that answers: the asked-for one in this project, or the one serving now (without its
     metrics, which hold every finding and test answer: decoding them cost more than the prediction)."""
-    versions = ModelVersion.objects.defer("metrics")
+    versions = ModelVersion.objects.defer("metrics", "learned")
     if version_id is not None:
         version = versions.filter(project=project, pk=version_id).first()
         if version is None:

@@ -248,6 +248,12 @@ def extractor_for(backbone: str):
         return _extractors[backbone]
 
 
+def _learned(images: list[Image], metrics: dict) -> list[list[str]]:
+    """[sha256, label] of each image the version learned from (those the engine could not read left out)."""
+    skipped = {item.get("key") for item in metrics.get("skipped") or [] if isinstance(item, dict)}
+    return [[image.sha256, image.label.name] for image in images if image.sha256 not in skipped]
+
+
 def _train_and_store(run: TrainingRun, workdir: Path) -> ModelVersion | None:
     from classifier.pipeline import train_model
 
@@ -290,6 +296,7 @@ def _train_and_store(run: TrainingRun, workdir: Path) -> ModelVersion | None:
                 metrics=outcome.metrics,
                 fingerprint=run.fingerprint,
                 size=size,
+                learned=_learned(images, outcome.metrics),
             )
             # Decided before the run says "succeeded": whoever polls the run and then predicts gets
             # the version that serves after this training, never the one before it.
