@@ -249,7 +249,15 @@ def browser(chromium):
         chromium = playwright.chromium.launch(
             executable_path=str(chromium),
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                # A camera that shows a test pattern, allowed without asking (the label page's capture).
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+            ],  # fmt: skip
         )
         yield chromium
         chromium.close()

@@ -7,6 +7,8 @@ no project.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -137,3 +139,35 @@ def test_on_a_phone_revoke_buttons_are_on_screen(live_app, sign_in, shot):
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "01-share-links-on-a-phone")
+
+
+def test_holding_the_camera_button_records_frames_into_a_label(live_app, sign_in, shot):
+    page = sign_in("alice")
+    page.get_by_role("link", name="+ New project").click()
+    page.fill("#id_name", "Camera capture")
+    page.fill("#id_labels", "cups, plates")
+    page.get_by_role("button", name="Create project").click()
+    page.get_by_role("navigation", name="Project").get_by_role("link", name="Label", exact=True).click()
+    page.get_by_role("button", name="Record with the camera").click()
+    camera = page.locator("#camera")
+    expect(camera).to_be_visible()
+    page.wait_for_function("() => document.querySelector('#camera video').videoWidth > 0", timeout=15_000)
+    camera.get_by_label("Record into").select_option("plates")
+    hold = camera.get_by_role("button", name="Hold to record")
+    expect(hold).to_be_enabled()
+    hold.hover()
+    page.mouse.down()
+    page.wait_for_timeout(1300)  # about five frames
+    page.mouse.up()
+    expect(hold).to_have_attribute("aria-pressed", "false")
+    status = camera.locator("[data-camera-status]")
+    expect(status).to_contain_text(re.compile(r"^\d+ frames captured, \d+ stored\.$"), timeout=30_000)
+    captured, stored = (int(n) for n in re.findall(r"\d+", status.inner_text())[:2])
+    assert captured >= 3 and stored >= 1, (
+        status.inner_text()
+    )  # the test pattern repeats: copies are stored once
+    shot(page, "01-camera")
+    page.get_by_role("button", name="Stop the camera").click()
+    page.reload()
+    filters = page.get_by_role("navigation", name="Show")
+    expect(filters.get_by_role("link", name="plates")).to_have_text(f"plates {stored}")
