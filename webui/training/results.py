@@ -250,7 +250,7 @@ def _changes(comparison: answers.Comparison) -> list[dict]:
 @require_GET
 def compare(request, project_id: int):
     project = get_project_for_user(request.user, project_id)
-    all_versions = list(project.versions.order_by("-number"))
+    all_versions = list(project.versions.defer("learned").order_by("-number"))
     a, b = _pair(project, request.GET)
     context = {"project": project, "all_versions": all_versions, "a": a, "b": b}
     if a is None or b is None:

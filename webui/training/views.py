@@ -199,7 +199,7 @@ def delete_image(request, project_id: int, image_id: int):
 @require_GET
 def versions(request, project_id: int):
     project = get_project_for_user(request.user, project_id)
-    rows = list(project.versions.select_related("run").order_by("-number"))
+    rows = list(project.versions.select_related("run").defer("learned").order_by("-number"))
     for version in rows:
         metrics = version.metrics or {}
         version.acc_pct = percent(metrics.get("accuracy"))

@@ -101,7 +101,7 @@ class VersionList(ApiView):
     def get(self, request, project_id: int):
         project = get_project_for_user(request.user, project_id)
         context = {"serving_id": project.serving_version_id}
-        return Response(VersionSerializer(project.versions.all(), many=True, context=context).data)
+        return Response(VersionSerializer(project.versions.defer("learned"), many=True, context=context).data)
 
 
 class VersionDetail(ApiView):
