@@ -88,3 +88,29 @@ def derivative(image: Image, kind: str, file=None) -> bytes:
     except OSError:
         log.warning("could not cache the %s of image %s", kind, image.pk, exc_info=True)
     return encoded
+
+
+def derivative_response(request, row, kind: str, file=None):
+    """An HTTP answer with `derivative(row, kind, file)`: a JPEG with an ETag (304 when the browser has
+    it), private caching, never sniffed; a plain 404 when the picture cannot be shown."""
+    from django.http import HttpResponse, HttpResponseNotModified
+
+    from classifier.errors import ClassifierError
+
+    etag = f'"{row.sha256[:32]}-{kind}"'
+    if request.headers.get("If-None-Match") == etag:
+        response = HttpResponseNotModified()
+    else:
+        try:
+            data = derivative(row, kind, file)
+        except (ClassifierError, OSError):
+            log.warning("%s %s cannot be shown", type(row).__name__, row.pk, exc_info=True)
+            response = HttpResponse("This image cannot be shown.", status=404, content_type="text/plain")
+            response["X-Content-Type-Options"] = "nosniff"
+            return response
+        response = HttpResponse(data, content_type="image/jpeg")
+        response["Content-Disposition"] = "inline"
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, max-age=86400"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -15,14 +15,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery
-from django.http import Http404, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from classifier.errors import ClassifierError
 from webui.jobs.models import InvalidTransition
 from webui.projects import imports
 from webui.projects.access import get_in_project_for_user, get_project_for_user, projects_for
@@ -34,7 +33,7 @@ from webui.projects.forms import (
     ProjectSettingsForm,
 )
 from webui.projects.health import data_health
-from webui.projects.images import delete_image, delete_project, derivative
+from webui.projects.images import delete_image, delete_project, derivative_response
 from webui.projects.labels import set_label
 from webui.projects.members import MembershipError, add_member, remove_member
 from webui.projects.models import LABEL_COLOURS, Image, Label, Role, ZipImport
@@ -475,23 +474,7 @@ def label_delete(request, project_id, label_id):
 def _derivative_response(request, project_id, image_id, kind: str):
     get_project_for_user(request.user, project_id)
     image = get_in_project_for_user(request.user, Image.objects.filter(project_id=project_id), image_id)
-    etag = f'"{image.sha256[:32]}-{kind}"'
-    if request.headers.get("If-None-Match") == etag:
-        response = HttpResponseNotModified()
-    else:
-        try:
-            data = derivative(image, kind)
-        except (ClassifierError, OSError):
-            log.warning("image %s cannot be shown", image.pk, exc_info=True)
-            response = HttpResponse("This image cannot be shown.", status=404, content_type="text/plain")
-            response["X-Content-Type-Options"] = "nosniff"
-            return response
-        response = HttpResponse(data, content_type="image/jpeg")
-        response["Content-Disposition"] = "inline"
-    response["ETag"] = etag
-    response["Cache-Control"] = "private, max-age=86400"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return derivative_response(request, image, kind)
 
 
 @login_required

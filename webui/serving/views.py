@@ -314,6 +314,16 @@ def embed(request, token: str):
     return response
 
 
+def _public_link(request, token: str):
+    """(the live link, None) for a token, or (None, the 429 or 404 answer) for a POST to a share page."""
+    link, wait = _lookup(request, token)
+    if wait:
+        return None, _too_many_json(wait)
+    if link is None:
+        return None, _bad("Not found.", status=404)
+    return link, None
+
+
 # The public predict takes no session and changes nothing but a rate counter, and it must work from
 # the embed inside another site's frame, where the browser withholds the (SameSite=Lax) CSRF cookie.
 @csrf_exempt
@@ -321,13 +331,12 @@ def embed(request, token: str):
 @xframe_options_exempt
 @require_POST
 def public_predict(request, token: str):
-    ip = limiter.client_ip(request)
-    link, wait = _lookup(request, token)
-    if wait:
-        return _too_many_json(wait)
-    if link is None:
-        return _bad("Not found.", status=404)
-    wait = limiter.hit("share-predict", ip, _per_minute("PINHOLE_SHARE_RATE_PER_MINUTE"))
+    link, refused = _public_link(request, token)
+    if refused:
+        return refused
+    wait = limiter.hit(
+        "share-predict", limiter.client_ip(request), _per_minute("PINHOLE_SHARE_RATE_PER_MINUTE")
+    )
     if wait:
         return _too_many_json(wait)
     try:
@@ -358,12 +367,9 @@ def public_predict(request, token: str):
 def public_feedback(request, token: str):
     """ "Not right? Pick the right one": a visitor sends the photo again with the label it shows. It
     waits in the review queue; only a member's review makes it a label."""
-    ip = limiter.client_ip(request)
-    link, wait = _lookup(request, token)
-    if wait:
-        return _too_many_json(wait)
-    if link is None:
-        return _bad("Not found.", status=404)
+    link, refused = _public_link(request, token)
+    if refused:
+        return refused
     try:
         record_id = signing.loads(
             request.POST.get("feedback", ""), salt=FEEDBACK_SALT, max_age=FEEDBACK_MAX_AGE_S
@@ -373,7 +379,8 @@ def public_feedback(request, token: str):
     row = PredictionRecord.objects.filter(pk=record_id, project=link.project).first()
     if row is None:
         return _bad("This answer can no longer be corrected; ask again, then correct it.")
-    wait = limiter.hit("share-feedback", ip, Rate(settings.PINHOLE_SHARE_FEEDBACK_PER_HOUR, 3600))
+    rate = Rate(settings.PINHOLE_SHARE_FEEDBACK_PER_HOUR, 3600)
+    wait = limiter.hit("share-feedback", limiter.client_ip(request), rate)
     if wait:
         return _too_many_json(wait)
     try:
