@@ -6,7 +6,6 @@ on anything that changes data; the templates hide the controls viewers cannot us
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -39,8 +38,6 @@ from webui.projects.members import MembershipError, add_member, remove_member
 from webui.projects.models import LABEL_COLOURS, Image, Label, Role, ZipImport
 from webui.serving import suggestions
 from webui.serving.models import SuggestionRefresh
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 60
 ACCEPT_LIMIT = 500
