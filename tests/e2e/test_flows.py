@@ -762,3 +762,28 @@ def test_flow5_share_visitor_correction_reviewed_then_retrained(
     train_and_wait(page, project_id, number, shot, "03", live_app)
     page.goto(f"/projects/{project_id}/versions/{number}/")
     expect(page.locator("main")).to_contain_text(f"learned from all {2 * PER_LABEL + 1}")
+
+    # The serving version answered the visitor: its results page counts it.
+    serving = state["v2"]
+    page.goto(f"/projects/{project_id}/versions/{serving}/#answers")
+    expect(page.locator("#answers table.daily tbody tr")).to_have_count(1)
+    phone.goto(f"/projects/{project_id}/versions/{serving}/#threshold")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "04-results-on-a-phone")
+
+    # Label next: four new photos without a label; a worker orders them for the serving version.
+    tab(page, "Upload").click()
+    page.wait_for_url("**/upload/")
+    page.set_input_files("#pick-files", [str(p) for p in photos(hymenoptera / "val" / "ants", 6)[2:]])
+    expect(page.locator("#done-text")).to_have_text("4 added.", timeout=60_000)
+    page.goto(f"/projects/{project_id}/label/?show=next")
+    expect(page.locator("main")).to_contain_text("Label a few dozen from the top")
+    if page.locator("[data-job-url]").count():
+        expect(page.locator("[data-job-done]")).to_be_visible(timeout=60_000)
+        page.reload()
+    expect(page.locator("#grid .tile")).to_have_count(4)
+    shot(page, "05-label-next")
+    phone.goto(f"/projects/{project_id}/label/?show=next")
+    expect(phone.locator("#grid .tile")).to_have_count(4)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "05b-label-next-on-a-phone")
