@@ -206,3 +206,21 @@ def test_the_results_page_shows_what_the_version_answered_per_day(client_for, se
     assert day["answers"] == 2 and day["width"] == 100
     text = page.content.decode()
     assert "What it answered" in text and ">75%<" in text and ">50%<" in text  # mean confidence, unknown
+
+
+def test_an_answer_that_cannot_be_recorded_is_still_given(
+    client_for, served, editor, monkeypatch, media_root
+):
+    from webui.serving import views
+
+    monkeypatch.setattr(views, "predict", lambda *a, **k: _result(served, 0.55))
+
+    def full_disk(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(records, "store_photo", full_disk)
+    response = client_for(editor).post(
+        reverse("serving:predict", args=[served.pk]), {"file": _file(png(PURPLE, 9))}
+    )
+    assert response.status_code == 200 and response.json()["label"] == "ants"
+    assert PredictionRecord.objects.count() == 0
