@@ -248,6 +248,9 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         standardize: per-dimension standardisation (else centring plus one global scale).
         c_grid: candidate C values for the search.
         n_folds: at most this many CV folds (fewer when the smallest class is smaller).
+        c_score: how the search judges each C, when not by log loss: c_score(oof probabilities [N, K],
+            y indices [N]) -> higher is better, and the best C is taken as it is (no one-standard-error
+            rule). Multi-label heads rank by average precision (classifier/multilabel.py).
     """
 
     def __init__(
@@ -261,6 +264,7 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         standardize=True,
         c_grid=C_GRID,
         n_folds=5,
+        c_score=None,
     ):
         self.C = C
         self.class_weight = class_weight
@@ -270,6 +274,7 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         self.standardize = standardize
         self.c_grid = c_grid
         self.n_folds = n_folds
+        self.c_score = c_score
 
     # -- fitting --------------------------------------------------------------------------------------
 
@@ -372,11 +377,16 @@ class LinearHead(ClassifierMixin, BaseEstimator):
                 # whose raw confidence happens to be right.
                 scores.append(_weighted_log_loss(oof[g] / t, yi, sw))
             best = int(np.argmin(scores))
-            # One-standard-error rule: the most regularised C whose score is within one standard error
-            # of the best. On small or separable sets every weak regularisation scores ~0 and the plain
-            # argmin lands on the weakest, which then bets everything on a few noisy dimensions.
-            tolerance = _log_loss_standard_error(oof[best] / temps[best], yi, sw)
-            best = next(g for g in range(len(grid)) if scores[g] <= scores[best] + tolerance)
+            if self.c_score is not None:
+                judged = [self.c_score(_softmax(oof[g] / temps[g]), yi) for g in range(len(grid))]
+                best = int(np.argmax(judged))
+            else:
+                # One-standard-error rule: the most regularised C whose score is within one standard
+                # error of the best. On small or separable sets every weak regularisation scores ~0 and
+                # the plain argmin lands on the weakest, which then bets everything on a few noisy
+                # dimensions.
+                tolerance = _log_loss_standard_error(oof[best] / temps[best], yi, sw)
+                best = next(g for g in range(len(grid)) if scores[g] <= scores[best] + tolerance)
             C = grid[best]
             temperature = temps[best]
             self.cv_log_loss_ = float(scores[best])

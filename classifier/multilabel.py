@@ -1,7 +1,8 @@
 """Multi-label heads: for each label, is it in the picture? Several labels, or none, per picture.
 
 One calibrated binary LinearHead per label on the same cached features (the strategies' features, so
-the same steps serve both kinds of project). Each label's threshold is chosen on out-of-fold
+the same steps serve both kinds of project), its C chosen by out-of-fold average precision. Each
+label's threshold is chosen on out-of-fold
 probabilities (the head's own cross-validation: each picture answered by a head that never saw it),
 where F1 is best; a label without enough pictures on both sides to cross-validate keeps 0.5.
 Importing this module never imports torch.
@@ -46,6 +47,15 @@ def _softmax_positive(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e[:, 1] / e.sum(axis=1)
+
+
+def _average_precision(probabilities: np.ndarray, y: np.ndarray) -> float:
+    """How well out-of-fold probabilities rank the pictures that have the label: what a multi-label
+    head is judged by (its log loss preferred heavier regularisation, which ranked worse: see
+    bench/README.md)."""
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(y == 1, probabilities[:, 1]))
 
 
 def best_f1_threshold(truth: np.ndarray, probability: np.ndarray) -> float:
@@ -93,7 +103,7 @@ def fit_multilabel(X, Y, labels: Sequence[str], *, seed: int = 0, C: float | Non
                 f"each label needs at least {MIN_PER_SIDE} pictures with it and {MIN_PER_SIDE} without it; "
                 f"{name!r} has {min(have, lack)} {side} it"
             )
-        head = LinearHead(C=C, random_state=seed).fit(X, Y[:, j].astype(int))
+        head = LinearHead(C=C, random_state=seed, c_score=_average_precision).fit(X, Y[:, j].astype(int))
         head.classes_ = np.array([f"not {name}", name])
         heads.append(head)
         oof = getattr(head, "oof_decision_", None)

@@ -73,3 +73,17 @@ def test_a_label_with_too_few_pictures_on_one_side_is_refused_with_its_name():
         fit_multilabel(X, Y, ["a", "b", "c"])
     with pytest.raises(ValueError):
         fit_multilabel(X, Y[:, :2], ["a", "b", "c"])
+
+
+def test_a_head_judges_each_c_by_the_score_it_is_given():
+    from classifier.heads import LinearHead
+
+    X, Y = _synthetic(120, 5)
+    y = Y[:, 0].astype(int)
+    grid = (0.01, 1.0, 100.0)
+    # A score that prefers heavier regularisation, whatever the answers: the smallest C wins.
+    least = LinearHead(c_grid=grid, c_score=lambda p, y: -float(np.abs(p[:, 1] - 0.5).mean())).fit(X, y)
+    assert least.C_ == 0.01
+    most = LinearHead(c_grid=grid, c_score=lambda p, y: float(np.abs(p[:, 1] - 0.5).mean())).fit(X, y)
+    assert most.C_ == 100.0
+    assert most.oof_decision_ is not None  # the thresholds read the chosen C's out-of-fold answers
