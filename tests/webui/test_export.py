@@ -117,3 +117,21 @@ def test_a_training_keeps_what_its_version_learned_from(trained_project):
     learned = dict(version.learned)
     assert len(learned) == 8 and set(learned.values()) == {"red", "blue"}
     assert learned == {i.sha256: i.label.name for i in trained_project.images.select_related("label")}
+
+
+def test_the_api_gives_the_same_dataset(labelled, owner, make_version):
+    from rest_framework.test import APIClient
+
+    project, images = labelled
+    api = APIClient()
+    api.force_login(owner)
+    response = api.get(f"/api/v1/projects/{project.pk}/dataset/", HTTP_ACCEPT="application/zip")
+    archive = _unzip(response)
+    assert len([n for n in archive.namelist() if "/" in n]) == 3
+    version = make_version(project, 1)
+    version.learned = [[images["b0"].sha256, "blue/sky"]]
+    version.save()
+    archive = _unzip(api.get(f"/api/v1/projects/{project.pk}/dataset/", {"version": version.pk}))
+    assert [n for n in archive.namelist() if "/" in n][0].startswith("blue_sky/")
+    refused = api.get(f"/api/v1/projects/{project.pk}/dataset/", {"version": "x"})
+    assert refused.status_code == 400 and "version id" in refused.json()["detail"]

@@ -12,6 +12,7 @@ urlpatterns = [
     path("projects/<int:project_id>/labels/", projects.LabelList.as_view(), name="label-list"),
     path("labels/<int:label_id>/", projects.LabelDetail.as_view(), name="label-detail"),
     path("projects/<int:project_id>/images/", images.ImageList.as_view(), name="image-list"),
+    path("projects/<int:project_id>/dataset/", images.Dataset.as_view(), name="dataset"),
     path("images/<int:image_id>/", images.ImageDetail.as_view(), name="image-detail"),
     path("projects/<int:project_id>/train/", training.Train.as_view(), name="train"),
     path("projects/<int:project_id>/runs/", training.RunList.as_view(), name="run-list"),

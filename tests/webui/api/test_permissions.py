@@ -101,6 +101,7 @@ ENDPOINTS = [
         201,
     ),
     ("image-get", "get", lambda w: f"/api/v1/images/{w.image.pk}/", None, READ, 200),
+    ("dataset", "get", lambda w: f"/api/v1/projects/{w.project.pk}/dataset/", None, READ, 200),
     (
         "image-patch",
         "patch",
@@ -221,6 +222,7 @@ def test_it_covers_every_api_route():
         "label-list",
         "label-detail",
         "image-list",
+        "dataset",
         "image-detail",
         "train",
         "run-list",
@@ -239,7 +241,7 @@ def test_it_covers_every_api_route():
         "batch-detail",
     }
     assert names == swept
-    assert len(ENDPOINTS) == 31
+    assert len(ENDPOINTS) == 32
 
 
 @pytest.mark.parametrize("role", ["stranger", "anonymous"])

@@ -190,3 +190,51 @@ class ImageDetail(ApiView):
         image = get_in_project_for_user(request.user, Image.objects.all(), image_id, write=True)
         delete_image(image)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class Dataset(ApiView):
+    def perform_content_negotiation(self, request, force=False):
+        # The success body is a zip, not rendered data; errors still render as JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "version",
+                OpenApiTypes.INT,
+                description="a version id: only the photos it learned from, with the labels they had then",
+            )
+        ],
+        responses={
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="one folder per label, labels.csv, README.txt"
+            ),
+            400: BAD_REQUEST,
+            **READ_ERRORS,
+        },
+        summary="Download the labelled images as a dataset zip (Pinhole's zip upload imports it back)",
+    )
+    def get(self, request, project_id: int):
+        from django.http import StreamingHttpResponse
+        from django.utils.text import slugify
+
+        from webui.projects import export
+
+        project = get_project_for_user(request.user, project_id)
+        version = None
+        asked = request.query_params.get("version")
+        if asked is not None:
+            if not (asked.isascii() and asked.isdigit()):
+                raise BadRequest(f"version must be a version id, not {asked[:40]!r}")
+            version = project.versions.filter(pk=int(asked)).first()
+            if version is None:
+                raise BadRequest("this project has no such version")
+        name = (slugify(project.name)[:40] or "project") + (
+            f"-v{version.number}-training-set" if version else "-dataset"
+        )
+        response = StreamingHttpResponse(
+            export.zip_stream(project, export.dataset(project, version), version),
+            content_type="application/zip",
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}.zip"'
+        return response
