@@ -56,13 +56,18 @@ def _count(key: str, seconds: int) -> tuple[int, float]:
     now = timezone.now()
     ends = now + timedelta(seconds=seconds)
     with transaction.atomic():
-        # Count in the open window; else restart an expired one; else open the first.
+        # Count in the open window; else restart an expired one; else open the first. The restart is
+        # conditioned on the window having expired: otherwise a use that found no open window a moment
+        # ago could reset one that another process has just opened and counted in.
         counted = Counter.objects.filter(key=key, expires_at__gt=now).update(count=F("count") + 1)
-        if not counted and not Counter.objects.filter(key=key).update(count=1, expires_at=ends):
+        restarted = counted or Counter.objects.filter(key=key, expires_at__lte=now).update(
+            count=1, expires_at=ends
+        )
+        if not restarted:
             try:
                 with transaction.atomic():
                     Counter.objects.create(key=key, count=1, expires_at=ends)
-            except IntegrityError:  # another process opened it meanwhile
+            except IntegrityError:  # another process opened (or restarted) it meanwhile
                 Counter.objects.filter(key=key).update(count=F("count") + 1)
         count, expires_at = Counter.objects.filter(key=key).values_list("count", "expires_at").get()
     if random.randrange(SWEEP_EVERY) == 0:
