@@ -135,3 +135,13 @@ def test_the_api_gives_the_same_dataset(labelled, owner, make_version):
     assert [n for n in archive.namelist() if "/" in n][0].startswith("blue_sky/")
     refused = api.get(f"/api/v1/projects/{project.pk}/dataset/", {"version": "x"})
     assert refused.status_code == 400 and "version id" in refused.json()["detail"]
+
+
+def test_the_api_refuses_a_parameter_it_does_not_know(labelled, owner):
+    from rest_framework.test import APIClient
+
+    project, _images = labelled
+    api = APIClient()
+    api.force_login(owner)
+    refused = api.get(f"/api/v1/projects/{project.pk}/dataset/", {"versoin": "1"})
+    assert refused.status_code == 400 and "unknown parameter 'versoin'" in refused.json()["detail"]

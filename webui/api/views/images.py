@@ -221,6 +221,9 @@ class Dataset(ApiView):
         from webui.projects import export
 
         project = get_project_for_user(request.user, project_id)
+        unknown = sorted(set(request.query_params) - {"version"})
+        if unknown:
+            raise BadRequest(f"unknown parameter {unknown[0][:40]!r}; the only one is version")
         version = None
         asked = request.query_params.get("version")
         if asked is not None:
