@@ -133,3 +133,19 @@ def zip_stream(project: Project, data: Dataset, version=None) -> Iterator[bytes]
         archive.writestr(MANIFEST, manifest.getvalue())
         archive.writestr(README, _readme(project, data, version))
     yield sink.drain()
+
+
+def download(project: Project, version=None):
+    """The dataset as a streamed attachment, named after the project (and the version)."""
+    from django.http import StreamingHttpResponse
+    from django.utils.text import slugify
+
+    name = (slugify(project.name)[:40] or "project") + (
+        f"-v{version.number}-training-set" if version else "-dataset"
+    )
+    response = StreamingHttpResponse(
+        zip_stream(project, dataset(project, version), version), content_type="application/zip"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{name}.zip"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

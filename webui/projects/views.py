@@ -479,9 +479,6 @@ def _derivative_response(request, project_id, image_id, kind: str):
 def export_dataset(request, project_id):
     """The labelled photos as a zip (ImageFolder + labels.csv), streamed; `version`: only what that
     version learned from."""
-    from django.http import StreamingHttpResponse
-    from django.utils.text import slugify
-
     from webui.projects import export
 
     project = get_project_for_user(request.user, project_id)
@@ -491,15 +488,7 @@ def export_dataset(request, project_id):
         version = project.versions.filter(number=int(number) if number.isdigit() else -1).first()
         if version is None:
             raise Http404("no such version")
-    data = export.dataset(project, version)
-    name = slugify(project.name) or "project"
-    name += f"-v{version.number}-training-set" if version else "-dataset"
-    response = StreamingHttpResponse(
-        export.zip_stream(project, data, version), content_type="application/zip"
-    )
-    response["Content-Disposition"] = f'attachment; filename="{name}.zip"'
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return export.download(project, version)
 
 
 @login_required

@@ -5,7 +5,7 @@ model said, how sure it was and where the question came from. An answer goes to 
 the model was not sure (below the version's threshold, or below REVIEW_BELOW where none is set) or
 found the photo unlike anything it learned; its photo is kept only where the project keeps photos from
 that source (members' by default, share visitors' only when the owners turn it on). Photos nobody
-reviews are removed after the project's keep_photos_days (`forget_old_photos`, run as records are made).
+reviews are removed after the project's keep_photos_days (`forget_old_photos`, run when a photo is kept).
 `daily` sums a version's answers per day for the drift chart.
 """
 
@@ -91,7 +91,8 @@ def record(project, result: dict, source: str, data: bytes | None = None) -> Pre
         if reason and data is not None and keeps_photos(project, source) and store_photo(row, data):
             row.review = Review.QUEUED
         row.save()
-        forget_old_photos(project)
+        if row.photo:  # only a recording that kept a photo sweeps old ones: most predictions skip it
+            forget_old_photos(project)
         return row
     except Exception:
         log.exception("the answer for project %s could not be recorded", project.pk)

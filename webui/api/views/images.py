@@ -215,9 +215,6 @@ class Dataset(ApiView):
         summary="Download the labelled images as a dataset zip (Pinhole's zip upload imports it back)",
     )
     def get(self, request, project_id: int):
-        from django.http import StreamingHttpResponse
-        from django.utils.text import slugify
-
         from webui.projects import export
 
         project = get_project_for_user(request.user, project_id)
@@ -232,12 +229,4 @@ class Dataset(ApiView):
             version = project.versions.filter(pk=int(asked)).first()
             if version is None:
                 raise BadRequest("this project has no such version")
-        name = (slugify(project.name)[:40] or "project") + (
-            f"-v{version.number}-training-set" if version else "-dataset"
-        )
-        response = StreamingHttpResponse(
-            export.zip_stream(project, export.dataset(project, version), version),
-            content_type="application/zip",
-        )
-        response["Content-Disposition"] = f'attachment; filename="{name}.zip"'
-        return response
+        return export.download(project, version)
