@@ -49,12 +49,39 @@ def analyse(
         images by key, most suspicious first.
     """
     labels = list(labels)
-    vectors = features.vectors
-    X = final.features(final.samples, vectors)
+    X = final.features(final.samples, features.vectors)
     y = np.array([labels.index(s.label) for s in final.samples])
     keys = [s.key for s in final.samples]
     oof = _out_of_fold(final, X, y, labels, seed)
     mislabeled = [{**item, "key": keys[item["index"]]} for item in find_mislabeled(oof, y, labels)]
+    findings, detector = data_findings(
+        final, X, features, plan, samples, mirrored=mirrored, seed=seed, limit=limit
+    )
+    return {"mislabeled": mislabeled[:limit], **findings}, detector
+
+
+def data_findings(
+    final: FittedModel,
+    X: np.ndarray,
+    features: Extracted,
+    plan: EvaluationPlan,
+    samples: Sequence[Sample],
+    *,
+    mirrored: dict[str, np.ndarray] | None = None,
+    seed: int = 0,
+    limit: int | None = MAX_FINDINGS,
+) -> tuple[dict, UnknownDetector]:
+    """What does not depend on the labels: copies, train/test leakage, outliers, and the "none of
+    these" detector; single-label and multi-label trainings share it.
+
+    Args:
+        final, features, plan, samples, mirrored, seed, limit: as in `analyse`.
+        X: what the serving model's head reads of final.samples.
+    Returns:
+        ({near_duplicates, outliers, leakage}, fitted UnknownDetector).
+    """
+    vectors = features.vectors
+    keys = [s.key for s in final.samples]
     # Copies are judged on the pretrained features, whatever the strategy: what a picture shows, not
     # what the adapted network learned to separate.
     pretrained = _last_layer(vectors, keys, final.feature_dim)
@@ -90,16 +117,15 @@ def analyse(
     # far-out fence above them missed even a plain blue square among 83 insect photos).
     unusual = np.flatnonzero(held_out > detector.threshold_)
     outliers = [
-        {"key": keys[i], "label": final.samples[i].label, "score": round(float(held_out[i]), 4)}
+        {"key": keys[i], "label": _label_text(final.samples[i]), "score": round(float(held_out[i]), 4)}
         for i in unusual[np.argsort(-held_out[unusual], kind="stable")]
     ]
-    findings = {
-        "mislabeled": mislabeled[:limit],
-        "near_duplicates": duplicates[:limit],
-        "outliers": outliers[:limit],
-        "leakage": leaks[:limit],
-    }
+    findings = {"near_duplicates": duplicates[:limit], "outliers": outliers[:limit], "leakage": leaks[:limit]}
     return findings, detector
+
+
+def _label_text(sample: Sample) -> str:
+    return sample.label or ", ".join(sample.labels)
 
 
 def _last_layer(vectors: dict[str, np.ndarray], keys: Sequence[str], feature_dim: int) -> np.ndarray:

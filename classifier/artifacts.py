@@ -104,6 +104,8 @@ def new_manifest(
     metrics: Mapping | None = None,
     fingerprint: str = "",
     extra: Mapping | None = None,
+    task_type: str = "single_label",
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict:
     """A manifest with every documented key; write_artifact adds files, hashes and versions.
 
@@ -115,6 +117,8 @@ def new_manifest(
         metrics: evaluation results.
         fingerprint: the training run's data fingerprint.
         extra: free-form facts.
+        task_type: "single_label" (probabilities sum to one) or "multi_label" (each label's own).
+        thresholds: multi-label: each label's decision threshold (present at or above it).
     Returns:
         manifest dict.
     """
@@ -123,6 +127,8 @@ def new_manifest(
         "backbone": dict(backbone),
         "preprocessing": dict(preprocessing or {}),
         "labels": [str(v) for v in labels],
+        "task_type": task_type,
+        **({"thresholds": {str(k): float(v) for k, v in thresholds.items()}} if thresholds else {}),
         "strategy": strategy,
         "metrics": dict(metrics or {}),
         "fingerprint": fingerprint,

@@ -17,7 +17,8 @@ class Sample:
         key: sha256 of the image bytes (the feature-cache key).
         source: bytes, a path, a binary file object, or a callable returning bytes (called only when
             the pixels are needed).
-        label: its label name.
+        label: its label name ("" in a multi-label project).
+        labels: the labels in the picture, for a multi-label project (empty: none of them).
         split: "train", "test" (a frozen evaluation split chosen by the caller) or "auto".
     """
 
@@ -25,6 +26,7 @@ class Sample:
     source: object
     label: str
     split: str = "auto"
+    labels: tuple[str, ...] = ()
 
 
 def resolve(source):

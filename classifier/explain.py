@@ -27,7 +27,9 @@ import numpy as np
 
 from .artifacts import load_arrays
 from .errors import ArtifactError
+from .export import activation
 from .heads import LinearHead
+from .multilabel import SigmoidHead
 from .preprocessing import Preprocessing, frame_box, preprocess
 
 FEATURES = "features"
@@ -142,7 +144,11 @@ class Explainer:
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
         self.session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
-        self.head = LinearHead.from_arrays(load_arrays(Path(path), verify=False))
+        arrays = load_arrays(Path(path), verify=False)
+        # A multi-label version's labels are each their own sigmoid (classifier.multilabel.SigmoidHead).
+        self.head = (
+            SigmoidHead.from_arrays(arrays) if "sigmoid_weight" in arrays else LinearHead.from_arrays(arrays)
+        )
         self.preprocessing = preprocessing
 
     def explain(self, photo, label_index: int | None = None) -> Explanation:
@@ -158,7 +164,8 @@ class Explainer:
         norm = float(np.linalg.norm(features[:width])) if self.head.l2_normalize else 1.0
         norm = max(norm, 1e-12)
         c = int(np.argmax(probabilities)) if label_index is None else int(label_index)
-        contrast = W[c] - W.mean(axis=0)  # softmax ignores what every label shares
+        # Softmax ignores what every label shares; a label's own sigmoid does not.
+        contrast = W[c] if activation(self.head) == "sigmoid" else W[c] - W.mean(axis=0)
         crop = self.preprocessing.crop
         heat = np.zeros((crop, crop), dtype=np.float64)
         logits = b.astype(np.float64).copy()

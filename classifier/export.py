@@ -1,7 +1,8 @@
 """The serving graph: backbone (adapted or not) + head + softmax as one ONNX model.
 
 `model.onnx` takes a preprocessed image batch `images` [N, 3, H, W] float32 and gives `probabilities`
-[N, K] (in the manifest's label order) and `features` [N, D] (the pooled backbone output, for the
+[N, K] (in the manifest's label order; a multi-label head's `activation` is "sigmoid", and each column
+is then that label's own probability) and `features` [N, D] (the pooled backbone output, for the
 unknown-input score). The site, the API and a downloaded artifact all run this one file, so their
 answers agree.
 """
@@ -22,6 +23,11 @@ EXPORT_TOLERANCE = 1e-4
 MIN_FEATURE_COSINE = 0.99
 
 
+def activation(head) -> str:
+    """ "softmax" (one answer among the labels) or "sigmoid" (each label on its own: multi-label)."""
+    return getattr(head, "activation", "softmax")
+
+
 def serving_module(net, head: LinearHead, taps: tuple[int, ...] = (), layout_taps: tuple[int, ...] = ()):
     """A torch module computing exactly head.predict_proba(features), and the features.
 
@@ -37,6 +43,7 @@ def serving_module(net, head: LinearHead, taps: tuple[int, ...] = (), layout_tap
     import torch
 
     W, b = head.as_affine()
+    sigmoid = activation(head) == "sigmoid"
 
     class Serving(torch.nn.Module):
         def __init__(self):
@@ -55,8 +62,10 @@ def serving_module(net, head: LinearHead, taps: tuple[int, ...] = (), layout_tap
             u = features
             if self.l2:
                 u = features / torch.clamp(torch.linalg.vector_norm(features, dim=1, keepdim=True), min=1e-12)
-            probabilities = torch.softmax(u @ self.weight.T + self.bias, dim=1)
-            return probabilities, features
+            logits = u @ self.weight.T + self.bias
+            if sigmoid:
+                return torch.sigmoid(logits), features
+            return torch.softmax(logits, dim=1), features
 
     return Serving().eval()
 
@@ -148,7 +157,9 @@ def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path, *, with_
             helper.make_node(
                 "Gemm", [head_input, "pinhole_head_weight", "pinhole_head_bias"], ["pinhole_logits"], transB=1
             ),
-            helper.make_node("Softmax", ["pinhole_logits"], ["probabilities"], axis=1),
+            helper.make_node("Sigmoid", ["pinhole_logits"], ["probabilities"])
+            if activation(head) == "sigmoid"
+            else helper.make_node("Softmax", ["pinhole_logits"], ["probabilities"], axis=1),
         ]
     )
     probabilities = helper.make_tensor_value_info(

@@ -48,6 +48,8 @@ class Prediction:
         unknown: True when the image is unlike everything seen in training (do not trust `label`).
         unknown_score: how unusual the image is; above the artifact's threshold means unknown.
         embedding: the image as the unknown detector compares it (`Predictor.embed`), when asked for.
+        labels: multi-label versions only: (label, probability, present) for every label, in the
+            model's order; present means at or above that label's threshold. None for single-label.
     """
 
     label: str
@@ -56,15 +58,27 @@ class Prediction:
     unknown: bool
     unknown_score: float
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+    labels: list[tuple[str, float, bool]] | None = None
+
+    @property
+    def present(self) -> list[str]:
+        """Multi-label: the labels in the picture, most likely first (empty: none of them)."""
+        rows = sorted(self.labels or [], key=lambda row: -row[1])
+        return [name for name, _p, present in rows if present]
 
     def to_dict(self) -> dict:
-        return {
+        answer = {
             "label": self.label,
             "probability": self.probability,
             "top": [{"label": name, "probability": p} for name, p in self.top],
             "unknown": self.unknown,
             "unknown_score": self.unknown_score,
         }
+        if self.labels is not None:
+            answer["labels"] = [
+                {"label": name, "probability": p, "present": present} for name, p, present in self.labels
+            ]
+        return answer
 
 
 class Predictor:
@@ -92,6 +106,9 @@ class Predictor:
         self.path = Path(path)
         self.manifest = verify_artifact(self.path)
         self.labels: list[str] = list(self.manifest["labels"])
+        self.task_type: str = self.manifest.get("task_type", "single_label")
+        # Multi-label: each label's threshold as trained (a site may serve others: `predict(thresholds=)`).
+        self.thresholds: dict[str, float] = dict(self.manifest.get("thresholds") or {})
         try:
             self.preprocessing = Preprocessing.from_dict(self.manifest["preprocessing"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -120,6 +137,7 @@ class Predictor:
             "backbone": self.manifest["backbone"],
             "labels": self.labels,
             "strategy": self.manifest.get("strategy"),
+            "task_type": self.task_type,
         }
 
     def _tensor(self, sources: Sequence) -> np.ndarray:
@@ -177,9 +195,16 @@ class Predictor:
             return np.zeros((0, 0), np.float32)
         return self.detector.reference_
 
-    def predict(self, sources: Sequence, top_k: int = 5, *, embed: bool = False) -> list[Prediction]:
+    @property
+    def multi_label(self) -> bool:
+        return self.task_type == "multi_label"
+
+    def predict(
+        self, sources: Sequence, top_k: int = 5, *, embed: bool = False, thresholds: dict | None = None
+    ) -> list[Prediction]:
         """Args: sources: images; top_k: how many labels to list; embed: fill each Prediction's
-        `embedding`. Returns: one Prediction per image."""
+        `embedding`; thresholds: multi-label: {label: threshold} to use instead of the trained ones
+        (labels not named keep theirs). Returns: one Prediction per image."""
         probs, feats = self.run(sources)
         embeddings = self.embed(feats) if embed and len(feats) else [None] * len(probs)
         if self.detector is not None and len(feats):
@@ -188,9 +213,20 @@ class Predictor:
         else:
             scores, unknown = np.zeros(len(probs)), np.zeros(len(probs), dtype=bool)
         k = max(1, min(int(top_k), len(self.labels)))
+        cut = None
+        if self.multi_label:
+            chosen = {**self.thresholds, **(thresholds or {})}
+            cut = np.array([float(chosen.get(name, 0.5)) for name in self.labels])
         results = []
         for row, score, is_unknown, embedding in zip(probs, scores, unknown, embeddings, strict=True):
             order = np.argsort(-row, kind="stable")[:k]
             top = [(self.labels[i], float(row[i])) for i in order]
-            results.append(Prediction(top[0][0], top[0][1], top, bool(is_unknown), float(score), embedding))
+            each = None
+            if cut is not None:
+                each = [
+                    (name, float(p), bool(p >= t)) for name, p, t in zip(self.labels, row, cut, strict=True)
+                ]
+            results.append(
+                Prediction(top[0][0], top[0][1], top, bool(is_unknown), float(score), embedding, labels=each)
+            )
         return results

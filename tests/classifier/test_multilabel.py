@@ -87,3 +87,33 @@ def test_a_head_judges_each_c_by_the_score_it_is_given():
     most = LinearHead(c_grid=grid, c_score=lambda p, y: float(np.abs(p[:, 1] - 0.5).mean())).fit(X, y)
     assert most.C_ == 100.0
     assert most.oof_decision_ is not None  # the thresholds read the chosen C's out-of-fold answers
+
+
+def test_the_serving_head_answers_exactly_as_the_heads_and_survives_its_arrays():
+    from classifier.multilabel import SigmoidHead
+
+    X, Y = _synthetic(90, 6)
+    heads = fit_multilabel(X, Y, ["a", "b", "c"])
+    serving = heads.serving()
+    np.testing.assert_allclose(serving.predict_proba(X), heads.predict_proba(X), atol=1e-9)
+    again = SigmoidHead.from_arrays(serving.to_arrays())
+    np.testing.assert_allclose(again.predict_proba(X), heads.predict_proba(X), atol=1e-9)
+    np.testing.assert_array_equal(again.thresholds, heads.thresholds)
+    assert again.labels == ["a", "b", "c"] and again.activation == "sigmoid"
+
+
+def test_planted_wrong_labels_are_found_whether_given_or_left_out():
+    from classifier.multilabel import find_mislabeled, out_of_fold
+
+    X, Y = _synthetic(160, 8)
+    given = Y.copy()
+    planted = {(3, 0), (17, 1), (40, 2), (77, 0)}
+    for i, j in planted:
+        given[i, j] = not given[i, j]
+    heads = fit_multilabel(X, given, ["a", "b", "c"])
+    found = find_mislabeled(out_of_fold(heads), given, ["a", "b", "c"])
+    flagged = {(f["index"], "abc".index(f["label"])) for f in found}
+    assert len(planted & flagged) >= 3, found
+    assert len(flagged) <= 2 * len(planted), found
+    for f in found:
+        assert f["given"] == ("present" if given[f["index"], "abc".index(f["label"])] else "absent")
