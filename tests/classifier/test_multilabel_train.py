@@ -3,13 +3,10 @@ stripes, both or neither; two labels planted wrong."""
 
 from __future__ import annotations
 
-import io
 import json
-import random
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from classifier.cache import MemoryCache
 from classifier.data import Sample
@@ -17,24 +14,7 @@ from classifier.errors import TrainingError
 from classifier.features import sha256_of
 from classifier.multilabel_train import train_multilabel
 from classifier.predict import Predictor
-
-
-def picture(red: bool, blue: bool, seed: int) -> bytes:
-    rng = random.Random(seed)
-    image = Image.new("RGB", (120, 96), tuple(rng.randint(150, 210) for _ in range(3)))
-    draw = ImageDraw.Draw(image)
-    if blue:
-        for _ in range(4):
-            y = rng.randint(0, 90)
-            draw.rectangle([0, y, 120, y + rng.randint(3, 8)], fill=(40, 60, 200 + rng.randint(-30, 30)))
-    if red:
-        for _ in range(4):
-            x, y = rng.randint(0, 100), rng.randint(0, 80)
-            box = [x, y, x + rng.randint(10, 25), y + rng.randint(10, 25)]
-            draw.ellipse(box, fill=(200 + rng.randint(-30, 30), 40, 40))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+from tests.helpers import shapes as picture
 
 
 def cards(n: int = 40) -> list[Sample]:

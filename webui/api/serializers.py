@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifier.strategies import STRATEGY_CHOICES
-from webui.projects.models import Image, Label, Membership, Project, Role, SplitHint
+from webui.projects.models import Image, Label, Membership, Project, Role, SplitHint, TaskType
 from webui.training.models import ModelVersion, TrainingRun
 
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -107,6 +107,7 @@ class ProjectSerializer(StrictModelSerializer):
             "id",
             "name",
             "description",
+            "task_type",
             "backbone",
             "auto_promote",
             "role",
@@ -126,6 +127,11 @@ class ProjectCreateSerializer(serializers.Serializer):
     auto_promote = serializers.BooleanField(required=False)
     labels = serializers.ListField(
         child=StrictCharField(max_length=100), required=False, default=list, max_length=100
+    )
+    task_type = serializers.ChoiceField(
+        choices=TaskType.choices,
+        required=False,
+        help_text="single_label (the default): one label per picture; multi_label: any of the labels, or none",
     )
 
 
@@ -181,6 +187,21 @@ class LabelSerializer(StrictModelSerializer):
 class ImageSerializer(serializers.ModelSerializer):
     label = serializers.CharField(source="label.name", read_only=True, allow_null=True, default=None)
     label_id = serializers.IntegerField(read_only=True, allow_null=True)
+    labels = serializers.SerializerMethodField(
+        help_text="the labels in the picture (multi-label projects; single-label: its label, if any); "
+        "null while it is unlabelled, [] when a person said it has none of them"
+    )
+    labelled = serializers.SerializerMethodField()
+
+    def get_labels(self, image) -> list[str] | None:
+        if not image.is_labelled:
+            return None
+        if image.project.multi_label:
+            return [label.name for label in image.labels.all()]
+        return [image.label.name] if image.label_id else []
+
+    def get_labelled(self, image) -> bool:
+        return image.is_labelled
 
     class Meta:
         model = Image
@@ -194,6 +215,8 @@ class ImageSerializer(serializers.ModelSerializer):
             "size",
             "label",
             "label_id",
+            "labels",
+            "labelled",
             "split",
             "created",
         ]
@@ -213,6 +236,11 @@ class UploadSerializer(serializers.Serializer):
 
     files = serializers.ListField(child=serializers.FileField())
     label = StrictCharField(required=False, max_length=100)
+    labels = serializers.ListField(
+        child=StrictCharField(max_length=100),
+        required=False,
+        help_text="multi-label projects: the labels in every file sent (repeat the field); created if missing",
+    )
 
 
 class RejectedSerializer(serializers.Serializer):
@@ -228,6 +256,13 @@ class UploadResultSerializer(serializers.Serializer):
 
 class ImageUpdateSerializer(serializers.Serializer):
     label = StrictCharField(max_length=100, allow_null=True, required=False)
+    labels = serializers.ListField(
+        child=StrictCharField(max_length=100),
+        allow_null=True,
+        required=False,
+        max_length=100,
+        help_text="multi-label projects: exactly the labels in the picture ([]: none of them; null: unlabelled)",
+    )
     split = serializers.ChoiceField(choices=SplitHint.choices, required=False)
 
 
@@ -310,6 +345,7 @@ class VersionSerializer(serializers.ModelSerializer):
             "created",
             "size",
             "answer_threshold",
+            "label_thresholds",
         ]
         read_only_fields = fields
 
@@ -324,10 +360,23 @@ class VersionSerializer(serializers.ModelSerializer):
 class ThresholdSerializer(serializers.Serializer):
     threshold = StrictFloatField(
         allow_null=True,
+        required=False,
         min_value=0,
         max_value=0.99,
-        help_text="answer only when at least this sure (0 to 0.99); null answers always",
+        help_text="single-label versions: answer only when at least this sure (0 to 0.99); null answers always",
     )
+    thresholds = serializers.DictField(
+        child=StrictFloatField(allow_null=True, min_value=0, max_value=0.99),
+        required=False,
+        allow_empty=False,
+        help_text="multi-label versions: {label: threshold}, a label present at or above it; "
+        "null puts a label back to the threshold training chose",
+    )
+
+    def validate(self, attrs):
+        if ("threshold" in attrs) == ("thresholds" in attrs):
+            raise serializers.ValidationError("send threshold (single-label) or thresholds (multi-label)")
+        return attrs
 
 
 # --- predictions ----------------------------------------------------------------------------------
@@ -349,17 +398,28 @@ class ScoreSerializer(serializers.Serializer):
     probability = serializers.FloatField()
 
 
+class LabelAnswerSerializer(ScoreSerializer):
+    present = serializers.BooleanField(help_text="at or above the label's threshold")
+
+
 class PredictionSerializer(serializers.Serializer):
-    label = serializers.CharField()
+    label = serializers.CharField(help_text="the likeliest label (multi-label: present or not; see labels)")
     probability = serializers.FloatField()
     top = ScoreSerializer(many=True)
     unknown = serializers.BooleanField()
     unknown_score = serializers.FloatField()
     sure = serializers.BooleanField(
-        help_text="false when `probability` is below the version's threshold: treat the answer as 'not sure'"
+        help_text="false when `probability` is below the version's threshold: treat the answer as 'not sure' "
+        "(multi-label: when a label is close to its threshold)"
     )
     threshold = serializers.FloatField(
-        allow_null=True, help_text="the version answers only when at least this sure; null: always"
+        allow_null=True,
+        help_text="the version answers only when at least this sure; null: always (and for multi-label versions)",
+    )
+    labels = LabelAnswerSerializer(
+        many=True,
+        required=False,
+        help_text="multi-label versions only: every label, in the version's order, and whether it is in the picture",
     )
     model_version = serializers.IntegerField()
     model_version_id = serializers.IntegerField()

@@ -9,7 +9,7 @@ from django.db.models import Count
 from webui.jobs.admin import JobAdmin
 from webui.projects.images import delete_image, delete_project
 from webui.projects.imports import cancel_import
-from webui.projects.labels import set_label
+from webui.projects.labels import set_label, set_labels
 from webui.projects.models import Image, Label, Membership, Project, ZipImport
 
 
@@ -33,8 +33,10 @@ def _backbone_choices():
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "backbone", "image_count", "serving_version", "auto_promote", "created"]
-    list_filter = ["backbone", "auto_promote", "created"]
+    list_display = [
+        "name", "owner", "task_type", "backbone", "image_count", "serving_version", "auto_promote", "created"
+    ]  # fmt: skip
+    list_filter = ["task_type", "backbone", "auto_promote", "created"]
     search_fields = ["name", "owner__username", "owner__email"]
     autocomplete_fields = ["owner"]
     # Only ModelVersion.promote() may move the pointer (artifact check, ServingEvent, same project):
@@ -44,6 +46,10 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_images=Count("images", distinct=True))
+
+    def get_readonly_fields(self, request, obj=None):
+        # A project's task type is chosen when it is made: its labels and versions depend on it.
+        return [*self.readonly_fields, "task_type"] if obj else self.readonly_fields
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "backbone":
@@ -80,13 +86,15 @@ class ProjectAdmin(admin.ModelAdmin):
 class ImageForm(forms.ModelForm):
     class Meta:
         model = Image
-        fields = ["original_name", "label", "split"]
+        fields = ["original_name", "label", "labels", "split"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if "label" in self.fields:
-            # An image can only carry one of its own project's labels.
-            self.fields["label"].queryset = Label.objects.filter(project_id=self.instance.project_id)
+        own = Label.objects.filter(project_id=self.instance.project_id)
+        for name in ("label", "labels"):
+            if name in self.fields:
+                # An image can only carry its own project's labels.
+                self.fields[name].queryset = own
 
 
 @admin.register(Image)
@@ -96,7 +104,7 @@ class ImageAdmin(admin.ModelAdmin):
         "id",
         "original_name",
         "project",
-        "label",
+        "label_text",
         "format",
         "width",
         "height",
@@ -123,10 +131,30 @@ class ImageAdmin(admin.ModelAdmin):
         # Images come in through the upload services (validated, deduplicated, re-keyed).
         return False
 
+    def get_fields(self, request, obj=None):
+        # A single-label project's image has one `label`; a multi-label one's a set of `labels`.
+        unused = "label" if obj is not None and obj.project.multi_label else "labels"
+        return [name for name in super().get_fields(request, obj) if name != unused]
+
+    @admin.display(description="Labels")
+    def label_text(self, obj):
+        if obj.project.multi_label:
+            names = [label.name for label in obj.labels.all()]
+            return ", ".join(names) if names else ("none of these" if obj.labeled_at else "—")
+        return obj.label.name if obj.label_id else "—"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("labels")
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if "label" in form.changed_data:
             set_label(Image.objects.filter(pk=obj.pk), obj.label)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if "labels" in form.changed_data:  # a person gave the set: labelled, even when empty
+            set_labels(Image.objects.filter(pk=form.instance.pk), list(form.instance.labels.all()))
 
     def delete_model(self, request, obj):
         delete_image(obj)

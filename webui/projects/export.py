@@ -23,18 +23,20 @@ from pathlib import PurePosixPath
 from django.core.files.storage import default_storage
 from django.utils.text import get_valid_filename
 
+from webui.projects import manifest as multi
 from webui.projects.models import Image, Project
 
 MANIFEST = "labels.csv"
 README = "README.txt"
 # What the zip importer skips at the top of an archive: this module's own extra files.
-EXTRA_FILES = frozenset({MANIFEST.lower(), README.lower()})
+EXTRA_FILES = frozenset({MANIFEST.lower(), README.lower(), multi.JSONL})
 
 
 @dataclass(frozen=True)
 class Row:
     image: Image
     label: str
+    labels: tuple[str, ...] | None = None  # multi-label projects: the labels in it (empty: none)
 
 
 @dataclass(frozen=True)
@@ -46,18 +48,26 @@ class Dataset:
 def dataset(project: Project, version=None) -> Dataset:
     """The labelled photos to export: every one with its label now, or exactly those `version`
     learned from, with the labels they had then."""
+    if project.multi_label:
+        return _multi_label_dataset(project, version)
     if version is None:
-        images = (
-            project.images.filter(label__isnull=False)
-            .select_related("label")
-            .order_by("label__name", "sha256")
-        )
+        images = project.images.labelled().select_related("label").order_by("label__name", "sha256")
         return Dataset([Row(image, image.label.name) for image in images], 0)
     learned = {sha: label for sha, label in version.learned}
     images = project.images.filter(sha256__in=list(learned)).order_by("sha256")
     rows = sorted(
         (Row(image, learned[image.sha256]) for image in images), key=lambda r: (r.label, r.image.sha256)
     )
+    return Dataset(rows, len(learned) - len(rows))
+
+
+def _multi_label_dataset(project: Project, version) -> Dataset:
+    if version is None:
+        images = project.images.labelled().prefetch_related("labels").order_by("sha256")
+        return Dataset([Row(i, "", tuple(lab.name for lab in i.labels.all())) for i in images], 0)
+    learned = {sha: tuple(labels) for sha, labels in version.learned}
+    images = project.images.filter(sha256__in=list(learned)).order_by("sha256")
+    rows = [Row(image, "", learned[image.sha256]) for image in images]
     return Dataset(rows, len(learned) - len(rows))
 
 
@@ -71,12 +81,25 @@ def folder_name(label: str) -> str:
 def entry_name(row: Row) -> str:
     stem = get_valid_filename(PurePosixPath(row.image.original_name or "photo").stem)[:60] or "photo"
     suffix = PurePosixPath(row.image.file.name).suffix.lower() or ".jpg"
-    return f"{folder_name(row.label)}/{row.image.sha256[:12]}-{stem}{suffix}"
+    folder = "images" if row.labels is not None else folder_name(row.label)
+    return f"{folder}/{row.image.sha256[:12]}-{stem}{suffix}"
 
 
 def _readme(project: Project, data: Dataset, version) -> str:
     what = f"what version {version.number} learned from" if version else "every labelled photo"
     labels = sorted({row.label for row in data.rows})
+    missing = f"\n{data.missing} photos it learned from have been deleted since and are not here.\n"
+    if project.multi_label:
+        names = sorted({name for row in data.rows for name in row.labels or ()})
+        return (
+            f"{project.name}: {len(data.rows)} photos, {what}. Each may have any of the labels\n"
+            f"({', '.join(names)}), or none of them.\n\n"
+            "The photos are in images/. labels.csv lists each file with its labels (separated by ';',\n"
+            "empty for none of them), its SHA-256 and whether Pinhole kept it aside as a test photo;\n"
+            "labels.jsonl says the same, one JSON object per line. Pinhole imports this zip back as it is\n"
+            "(Upload, zip) into a project whose photos may have several labels.\n"
+            + (missing if data.missing else "")
+        )
     return (
         f"{project.name}: {len(data.rows)} photos, {what}.\n\n"
         f"One folder per label ({', '.join(labels)}). labels.csv lists each file with its label, its\n"
@@ -114,7 +137,8 @@ def zip_stream(project: Project, data: Dataset, version=None) -> Iterator[bytes]
     sink = _Sink()
     manifest = io.StringIO()
     writer = csv.writer(manifest)
-    writer.writerow(["file", "label", "sha256", "split"])
+    lines: list[str] = []  # labels.jsonl, for a multi-label project
+    writer.writerow(multi.CSV_HEADER if project.multi_label else ["file", "label", "sha256", "split"])
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for row in data.rows:
             name = entry_name(row)
@@ -128,9 +152,16 @@ def zip_stream(project: Project, data: Dataset, version=None) -> Iterator[bytes]
                         yield sink.drain()
             except FileNotFoundError:
                 continue
-            writer.writerow([name, row.label, row.image.sha256, "test" if row.image.is_test else "train"])
+            split = "test" if row.image.is_test else "train"
+            if row.labels is not None:
+                writer.writerow(multi.csv_row(name, list(row.labels), row.image.sha256, split))
+                lines.append(multi.jsonl_line(name, list(row.labels), row.image.sha256, split))
+            else:
+                writer.writerow([name, row.label, row.image.sha256, split])
             yield sink.drain()
         archive.writestr(MANIFEST, manifest.getvalue())
+        if project.multi_label:
+            archive.writestr(multi.JSONL, "".join(line + "\n" for line in lines))
         archive.writestr(README, _readme(project, data, version))
     yield sink.drain()
 

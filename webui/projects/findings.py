@@ -21,7 +21,10 @@ def images_by_sha(project, shas) -> dict[str, Image]:
     shas = {s for s in shas if s}
     if not shas:
         return {}
-    return {i.sha256: i for i in project.images.filter(sha256__in=shas).select_related("label")}
+    images = project.images.filter(sha256__in=shas).select_related("label")
+    if project.multi_label:
+        images = images.prefetch_related("labels")
+    return {i.sha256: i for i in images}
 
 
 def findings(project, version: ModelVersion | None, *, limit: int) -> dict:
@@ -52,18 +55,27 @@ def findings(project, version: ModelVersion | None, *, limit: int) -> dict:
 
     def open_mislabel(m) -> bool:
         image = found.get(m.get("key"))
+        if image is not None and project.multi_label:  # still as it was given?
+            return (m.get("label") in {lab.name for lab in image.labels.all()}) == (
+                m.get("given") == "present"
+            )
         return image is not None and (image.label.name if image.label else None) != m.get("predicted")
 
-    mislabeled = [
-        {
-            **m,
-            "image": found[m["key"]],
-            "confidence": percent(m.get("confidence")),
-            "suggested_label": label_ids.get(m.get("predicted")),
-        }
-        for m in mislabeled
-        if open_mislabel(m)
-    ]
+    if project.multi_label:
+        mislabeled = [
+            _multi_label_finding(m, found[m["key"]], label_ids) for m in mislabeled if open_mislabel(m)
+        ]
+    else:
+        mislabeled = [
+            {
+                **m,
+                "image": found[m["key"]],
+                "confidence": percent(m.get("confidence")),
+                "suggested_label": label_ids.get(m.get("predicted")),
+            }
+            for m in mislabeled
+            if open_mislabel(m)
+        ]
     pairs = [
         {"a": found[d["a"]], "b": found[d["b"]], "similarity": percent(d.get("similarity"))}
         for d in duplicates
@@ -77,4 +89,23 @@ def findings(project, version: ModelVersion | None, *, limit: int) -> dict:
         "mislabeled_count": len(mislabeled),
         "duplicate_count": len(pairs),
         "outlier_count": len(outliers),
+    }
+
+
+def _multi_label_finding(m: dict, image: Image, label_ids: dict) -> dict:
+    """A multi-label doubt: one label of one picture, given but not seen, or seen but not given; its
+    fix adds or takes off that label (`fix_label`, `fix_present`)."""
+    seen = percent(m.get("probability"))
+    name = m.get("label")
+    if m.get("given") == "absent":
+        note = f"Not labelled “{name}”, but the model sees it ({seen}% sure)"
+    else:
+        note = f"Labelled “{name}”, but the model does not see it ({seen}% sure it is there)"
+    return {
+        **m,
+        "image": image,
+        "note": note,
+        "confidence": seen,
+        "fix_label": label_ids.get(name),
+        "fix_present": m.get("given") == "absent",
     }

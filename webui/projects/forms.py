@@ -3,7 +3,7 @@ import re
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from webui.projects.models import Label, Project
+from webui.projects.models import Label, Project, TaskType
 
 
 class ProjectForm(forms.ModelForm):
@@ -15,13 +15,27 @@ class ProjectForm(forms.ModelForm):
 
     class Meta:
         model = Project
-        fields = ["name", "description"]
+        fields = ["name", "description", "task_type"]
+        labels = {"task_type": "Each picture gets"}
+        help_texts = {
+            "task_type": "One label: ants or bees? Any of the labels: which of these things are in the picture "
+            "(several, or none)? Chosen now; it cannot change later."
+        }
         widgets = {
+            "task_type": forms.RadioSelect,
             "name": forms.TextInput(attrs={"placeholder": "Ants or bees?", "autofocus": True}),
             "description": forms.Textarea(
                 attrs={"rows": 2, "placeholder": "What should the model tell apart?"}
             ),
         }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task_type"].required = False  # one label per picture unless chosen otherwise
+        self.fields["task_type"].initial = TaskType.SINGLE_LABEL
+
+    def clean_task_type(self) -> str:
+        return self.cleaned_data.get("task_type") or TaskType.SINGLE_LABEL
 
     def clean_labels(self) -> list[str]:
         names: list[str] = []

@@ -25,6 +25,7 @@ from django.db import transaction
 from classifier.errors import Cancelled
 from webui.jobs import lifecycle
 from webui.jobs.models import JobStatus
+from webui.projects import manifest
 from webui.projects.export import EXTRA_FILES
 from webui.projects.ingest import UploadRejected, ingest_image, printable_name
 from webui.projects.labels import get_or_create_label
@@ -269,8 +270,16 @@ def _import_entries(job: ZipImport) -> None:
             raise ZipRejected("this is not a zip archive (or it is damaged)") from None
         with archive:
             entries = check_zip(archive)  # again: trust nothing the request did
+            listed = _manifest(job, archive)
             for entry in entries[job.processed :]:
                 label = None
+                if listed is not None and entry.info.filename in listed:
+                    names = listed[entry.info.filename]
+                    tags = [labels.get(n.lower()) or _label(job, labels, n) for n in names]
+                    _import_one(job, archive, entry, None, max_entry, tags=tags)
+                    job.processed += 1
+                    position.save()
+                    continue
                 if entry.label:
                     if entry.label.lower() not in labels:
                         labels[entry.label.lower()] = get_or_create_label(job.project, entry.label)
@@ -283,13 +292,38 @@ def _import_entries(job: ZipImport) -> None:
     position.save(force=True)
 
 
-def _import_one(job: ZipImport, archive: zipfile.ZipFile, entry: ZipEntry, label, max_entry: int) -> None:
+def _manifest(job: ZipImport, archive: zipfile.ZipFile) -> dict[str, list[str]] | None:
+    """A multi-label project's labels per file from the archive's manifest (manifest.py), if any; a
+    manifest that cannot be read is reported and the folders give the labels instead."""
+    if not job.project.multi_label:
+        return None
+    try:
+        return manifest.read(archive)
+    except (manifest.ManifestError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        job.rejected = [
+            *job.rejected,
+            {"name": "labels manifest", "error": f"{exc}; folders give the labels"},
+        ]
+        return None
+
+
+def _label(job: ZipImport, labels: dict[str, Label], name: str) -> Label:
+    labels[name.lower()] = label = get_or_create_label(job.project, name)
+    if label.name not in job.labels:
+        job.labels = sorted([*job.labels, label.name])
+    return label
+
+
+def _import_one(
+    job: ZipImport, archive: zipfile.ZipFile, entry: ZipEntry, label, max_entry: int, *, tags=None
+) -> None:
     shown = printable_name(entry.info.filename)
     try:
         with archive.open(entry.info) as handle:
             # The declared size was checked; never read past it even if the header lies.
             data = handle.read(max_entry + 1)
-        ingested = ingest_image(job.project, job.created_by, ContentFile(data, name=entry.name), label=label)
+        upload = ContentFile(data, name=entry.name)
+        ingested = ingest_image(job.project, job.created_by, upload, label=label, labels=tags)
     except UploadRejected as exc:
         job.rejected = [*job.rejected, {"name": shown, "error": str(exc)}]
         return
@@ -298,6 +332,6 @@ def _import_one(job: ZipImport, archive: zipfile.ZipFile, entry: ZipEntry, label
         return
     if ingested.created:
         job.created_count += 1
-        job.created_unlabeled += int(label is None)
+        job.created_unlabeled += int(label is None and tags is None)
     else:
         job.duplicates += 1

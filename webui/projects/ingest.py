@@ -54,14 +54,18 @@ def _too_large(size: int, limit: int) -> str:
     return f"too large: {size / 1e6:.1f} MB; images can be at most {limit / 1e6:.0f} MB"
 
 
-def ingest_image(project: Project, user, uploaded, *, label: Label | None = None) -> Ingested:
+def ingest_image(
+    project: Project, user, uploaded, *, label: Label | None = None, labels: list[Label] | None = None
+) -> Ingested:
     """Validate one uploaded file by its content and store it once per project.
 
     Args:
         project: where the image goes.
         user: who uploaded it (kept on the row).
         uploaded: a Django UploadedFile (or any file object with a name).
-        label: optional label for a newly created image.
+        label: optional label for a newly created image (in a multi-label project: its one label).
+        labels: multi-label projects: the labels in the picture ([]: none of them); None leaves it
+            unlabelled unless `label` is given.
 
     Returns:
         The image and whether it was created; a duplicate returns the existing row untouched.
@@ -85,6 +89,11 @@ def ingest_image(project: Project, user, uploaded, *, label: Label | None = None
         return Ingested(existing, False)
 
     original = printable_name(getattr(uploaded, "name", "") or "")
+    if project.multi_label:
+        if label is not None:
+            labels = [*(labels or []), label]
+        label = None
+    labelled = label is not None or labels is not None
     image = Image(
         project=project,
         original_name=original,
@@ -95,13 +104,15 @@ def ingest_image(project: Project, user, uploaded, *, label: Label | None = None
         size=len(data),
         uploaded_by=user if getattr(user, "is_authenticated", False) else None,
         label=label,
-        labeled_at=timezone.now() if label else None,
+        labeled_at=timezone.now() if labelled else None,
     )
     # The key's extension follows the decoded format, never the uploaded name.
     image.file.save(f"upload.{EXTENSIONS[info.format]}", ContentFile(data), save=False)
     try:
         with transaction.atomic():
             image.save()
+            if labels:
+                image.labels.set(labels)
     except IntegrityError:
         # The same bytes arrived in a concurrent request that committed first.
         default_storage.delete(image.file.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from webui.projects.models import Label, Project
+from webui.projects.models import Image, Label, Project
 
 
 def get_or_create_label(project: Project, name: str) -> Label:
@@ -28,3 +28,53 @@ def get_or_create_label(project: Project, name: str) -> Label:
 def set_label(images, label: Label | None) -> int:
     """Label (or unlabel, with None) many images of one project at once; returns how many changed."""
     return images.update(label=label, labeled_at=timezone.now() if label else None)
+
+
+# --- multi-label projects: each picture has a set of labels -------------------------------------
+
+
+def set_labels(images, labels: list[Label]) -> int:
+    """Give many pictures of a multi-label project exactly these labels (an empty list: none of them,
+    which is an answer a person gave, unlike unlabelled). Returns: how many pictures."""
+    ids = list(images.values_list("pk", flat=True))
+    through = Image.labels.through
+    with transaction.atomic():
+        through.objects.filter(image_id__in=ids).delete()
+        through.objects.bulk_create([through(image_id=i, label_id=label.pk) for i in ids for label in labels])
+        Image.objects.filter(pk__in=ids).update(labeled_at=timezone.now())
+    return len(ids)
+
+
+def toggle_label(images, label: Label, present: bool) -> int:
+    """Add a label to many pictures (present=True) or take it off them, keeping their other labels.
+    Each becomes labelled: a person looked at it. Returns: how many pictures."""
+    ids = list(images.values_list("pk", flat=True))
+    through = Image.labels.through
+    with transaction.atomic():
+        if present:
+            have = set(
+                through.objects.filter(image_id__in=ids, label=label).values_list("image_id", flat=True)
+            )
+            through.objects.bulk_create(
+                [through(image_id=i, label_id=label.pk) for i in ids if i not in have]
+            )
+        else:
+            through.objects.filter(image_id__in=ids, label=label).delete()
+        Image.objects.filter(pk__in=ids).update(labeled_at=timezone.now())
+    return len(ids)
+
+
+def clear_labels(images) -> int:
+    """Make many pictures unlabelled again (in either kind of project). Returns: how many."""
+    ids = list(images.values_list("pk", flat=True))
+    with transaction.atomic():
+        Image.labels.through.objects.filter(image_id__in=ids).delete()
+        Image.objects.filter(pk__in=ids).update(label=None, labeled_at=None)
+    return len(ids)
+
+
+def label_names(image: Image) -> list[str]:
+    """A picture's labels by name, in the project's label order (multi-label), or its one label."""
+    if image.project.multi_label:
+        return [label.name for label in image.labels.all()]
+    return [image.label.name] if image.label_id else []

@@ -22,7 +22,10 @@ class Role(models.TextChoices):
 
 
 class TaskType(models.TextChoices):
-    SINGLE_LABEL = "single_label", "Single label per image"
+    """What a project's model answers: one label per picture, or which of the labels are in it."""
+
+    SINGLE_LABEL = "single_label", "One label per picture"
+    MULTI_LABEL = "multi_label", "Any of the labels per picture (several, or none)"
 
 
 def _default_backbone() -> str:
@@ -77,6 +80,10 @@ class Project(models.Model):
 
     def can_edit(self, user) -> bool:
         return self.role_for(user) in (Role.OWNER, Role.EDITOR)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task_type == TaskType.MULTI_LABEL
 
 
 class Membership(models.Model):
@@ -140,6 +147,28 @@ def image_storage_key(instance: Image, filename: str) -> str:
     return f"projects/{instance.project_id}/images/{uuid.uuid4().hex}.{extension}"
 
 
+def unlabel_on_delete(collector, field, sub_objs, using):
+    """on_delete for Image.label: its pictures become unlabeled (label and labeled_at both cleared),
+    whoever deletes the label (a page, the API, the admin)."""
+    collector.add_field_update(field, None, sub_objs)
+    collector.add_field_update(sub_objs.model._meta.get_field("labeled_at"), None, sub_objs)
+
+
+# A picture is labelled when a person said what it shows. Single-label: it has its `label`.
+# Multi-label: `labeled_at` is set, and its `labels` are the ones in it; none of them is an answer too
+# ("none of these"), which differs from not labelled yet. Clearing a label clears labeled_at with it
+# (labels.set_label, labels.clear_labels, unlabel_on_delete).
+UNLABELED = models.Q(label__isnull=True, labeled_at__isnull=True)
+
+
+class ImageQuerySet(models.QuerySet):
+    def labelled(self):
+        return self.exclude(UNLABELED)
+
+    def unlabeled(self):
+        return self.filter(UNLABELED)
+
+
 class Image(models.Model):
     """One uploaded picture; the same bytes twice in a project are one image."""
 
@@ -151,13 +180,19 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     format = models.CharField(max_length=8)
     size = models.PositiveBigIntegerField(default=0)
-    label = models.ForeignKey(Label, on_delete=models.SET_NULL, null=True, blank=True, related_name="images")
+    label = models.ForeignKey(
+        Label, on_delete=unlabel_on_delete, null=True, blank=True, related_name="images"
+    )
+    # Multi-label projects: the labels in the picture (single-label projects use `label`).
+    labels = models.ManyToManyField(Label, blank=True, related_name="tagged_images")
     split = models.CharField(max_length=8, choices=SplitHint.choices, default=SplitHint.AUTO)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created = models.DateTimeField(auto_now_add=True)
     labeled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -166,6 +201,10 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.original_name or self.sha256[:12]
+
+    @property
+    def is_labelled(self) -> bool:
+        return self.label_id is not None or self.labeled_at is not None
 
     @property
     def is_test(self) -> bool:

@@ -33,9 +33,9 @@ from webui.projects.forms import (
 )
 from webui.projects.health import data_health
 from webui.projects.images import delete_image, delete_project, derivative_response
-from webui.projects.labels import set_label
+from webui.projects.labels import clear_labels, set_label, set_labels, toggle_label
 from webui.projects.members import MembershipError, add_member, remove_member
-from webui.projects.models import LABEL_COLOURS, Image, Label, Role, ZipImport
+from webui.projects.models import LABEL_COLOURS, UNLABELED, Image, Label, Role, ZipImport
 from webui.serving import suggestions
 from webui.serving.models import SuggestionRefresh
 
@@ -66,7 +66,9 @@ def project_list(request):
         .annotate(
             image_count=Count("images", distinct=True),
             label_count=Count("labels", distinct=True),
-            unlabeled_count=Count("images", filter=Q(images__label__isnull=True), distinct=True),
+            unlabeled_count=Count(
+                "images", filter=Q(images__label__isnull=True, images__labeled_at__isnull=True), distinct=True
+            ),
             cover_id=Subquery(first_image),
         )
     )
@@ -91,7 +93,7 @@ def project_create(request):
 @login_required
 def project_detail(request, project_id):
     project = get_project_for_user(request.user, project_id)
-    counts = project.images.aggregate(total=Count("id"), unlabeled=Count("id", filter=Q(label__isnull=True)))
+    counts = project.images.aggregate(total=Count("id"), unlabeled=Count("id", filter=UNLABELED))
     context = {
         "project": project,
         "counts": counts,
@@ -184,7 +186,7 @@ def upload(request, project_id):
         "can_edit": project.can_edit(request.user),
         "labels": project.labels.all(),
         "image_count": project.images.count(),
-        "unlabeled_count": project.images.filter(label__isnull=True).count(),
+        "unlabeled_count": project.images.unlabeled().count(),
         "max_files": settings.PINHOLE_MAX_FILES_PER_REQUEST,
         "max_image_mb": settings.PINHOLE_MAX_IMAGE_MB,
         "zip_limits": limits,
@@ -272,30 +274,41 @@ def suggestion_refresh(request, project_id, job_id):
 
 
 def _mislabeled(project) -> dict[str, dict]:
+    """The serving version's doubts by picture: its first finding, with every finding under "all"
+    (a multi-label picture may have one per label)."""
     version = project.serving_version
     items = (version.metrics or {}).get("mislabeled") if version else None
-    return {item["key"]: item for item in items or [] if isinstance(item, dict) and "key" in item}
+    found: dict[str, dict] = {}
+    for item in items or []:
+        if isinstance(item, dict) and "key" in item:
+            found.setdefault(item["key"], {**item, "all": []})["all"].append(item)
+    return found
 
 
 @login_required
 def label(request, project_id):
     project = get_project_for_user(request.user, project_id)
-    labels = list(project.labels.annotate(image_count=Count("images")))
+    multi = project.multi_label
+    labels = list(project.labels.annotate(image_count=Count("tagged_images" if multi else "images")))
     show = request.GET.get("show", "all")
     images = project.images.select_related("label").order_by("-created", "-id")
+    if multi:
+        images = images.prefetch_related("labels")
     version = project.serving_version
     mislabeled = _mislabeled(project)
     current_label = None
     suggested: dict[int, dict] = {}
     if show == "unlabeled":
-        images = images.filter(label__isnull=True)
+        images = images.unlabeled()
+    elif show == "none" and multi:
+        images = images.labelled().filter(labels__isnull=True)
     elif show == "next" and version is not None:
         # The pictures a label would teach the model most, in the order a worker stored.
-        images = suggestions.ordered_next(version, images.filter(label__isnull=True))
-    elif show == "suggested":
+        images = suggestions.ordered_next(version, images.unlabeled())
+    elif show == "suggested" and not multi:
         # The model's guesses for the most recent unlabeled images, surest first: the ones to check and
         # accept quickly. Guesses are cached per version and image, so only new images cost a prediction.
-        unlabeled = list(images.filter(label__isnull=True)[:ACCEPT_LIMIT]) if version else []
+        unlabeled = list(images.unlabeled()[:ACCEPT_LIMIT]) if version else []
         suggested = suggestions.stored(version, unlabeled) if version else {}
         suggested = {pk: s for pk, s in suggested.items() if not s["unknown"]}
         images = sorted(
@@ -306,13 +319,16 @@ def label(request, project_id):
         images = sorted(images.filter(sha256__in=list(mislabeled)), key=lambda i: order[i.sha256])
     elif show == "label":
         current_label = next((lab for lab in labels if str(lab.pk) == request.GET.get("label")), None)
-        images = images.filter(label=current_label) if current_label else images.none()
+        chosen = {"labels" if multi else "label": current_label}
+        images = images.filter(**chosen) if current_label else images.none()
     else:
         show = "all"
     page = Paginator(images, PAGE_SIZE).get_page(request.GET.get("page"))
     tiles = list(page.object_list)
 
-    if version is not None and show != "suggested":
+    if multi:
+        _multi_label_tiles(tiles, mislabeled if show == "mislabeled" else {})
+    elif version is not None and show != "suggested":
         if show == "mislabeled":
             suggested = {
                 i.pk: {
@@ -324,7 +340,7 @@ def label(request, project_id):
                 for i in tiles
             }
         else:
-            suggested = suggestions.stored(version, [i for i in tiles if i.label_id is None])
+            suggested = suggestions.stored(version, [i for i in tiles if not i.is_labelled])
     by_name = {lab.name: lab for lab in labels}
     for tile in tiles:
         tile.suggestion = suggested.get(tile.pk)
@@ -332,7 +348,9 @@ def label(request, project_id):
             tile.suggestion["label_obj"] = by_name.get(tile.suggestion["label"])
             tile.suggestion["percent"] = round(100 * float(tile.suggestion["probability"]))
 
-    counts = project.images.aggregate(total=Count("id"), unlabeled=Count("id", filter=Q(label__isnull=True)))
+    counts = project.images.aggregate(total=Count("id"), unlabeled=Count("id", filter=UNLABELED))
+    if multi:
+        counts["none"] = project.images.labelled().filter(labels__isnull=True).count()
     # Suggestions are worked out by a worker: ask for the pictures that have none yet.
     refresh = suggestions.request_refresh(version, request.user) if version and counts["unlabeled"] else None
     query = {"show": show}
@@ -360,10 +378,24 @@ def label(request, project_id):
     return render(request, "projects/label.html", context)
 
 
+def _multi_label_tiles(tiles, mislabeled: dict) -> None:
+    """Each tile's labels (and, on the "likely mislabeled" filter, what the model doubts about them)."""
+    for tile in tiles:
+        tile.tags = list(tile.labels.all())
+        tile.label_ids = ",".join(str(lab.pk) for lab in tile.tags)
+        tile.doubts = [
+            f"{item['label']} {'missing' if item['given'] == 'absent' else 'wrong'}?"
+            for item in mislabeled.get(tile.sha256, {}).get("all", [])
+        ]
+
+
 @login_required
 @require_POST
 def label_apply(request, project_id):
-    """Set (or clear, or delete) many images at once: `images` ids, then `label` id, `none`, or `delete`."""
+    """Set (or clear, or delete) many images at once: `images` ids, then `label` id, `none`, or `delete`.
+
+    Multi-label projects: `label` id with `present` 1 or 0 adds it to (or takes it off) each picture;
+    `none` says they have none of the labels; `unlabel` makes them unlabelled again."""
     project = get_project_for_user(request.user, project_id, write=True)
     raw = request.POST.getlist("images")
     ids = [int(part) for value in raw for part in value.split(",") if part.strip().isdigit()]
@@ -376,6 +408,8 @@ def label_apply(request, project_id):
             for image in doomed:
                 delete_image(image)
         changed, summary = len(doomed), f"Deleted {len(doomed)} image{'s' if len(doomed) != 1 else ''}."
+    elif project.multi_label:
+        return _apply_multi_label(request, project, images, target)
     elif target in ("none", ""):
         changed = set_label(images, None)
         summary = f"Removed the label from {changed} image{'s' if changed != 1 else ''}."
@@ -395,13 +429,47 @@ def label_apply(request, project_id):
     return _back(request, project)
 
 
+def _apply_multi_label(request, project, images, target: str):
+    plural = lambda n: f"{n} picture{'s' if n != 1 else ''}"  # noqa: E731
+    if target == "none":
+        changed = set_labels(images, [])
+        summary = f"Marked {plural(changed)} as showing none of the labels."
+    elif target in ("unlabel", ""):
+        changed = clear_labels(images)
+        summary = f"Made {plural(changed)} unlabelled again."
+    else:
+        label_obj = project.labels.filter(pk=target if target.isdigit() else None).first()
+        if label_obj is None:
+            if _wants_json(request):
+                return JsonResponse({"error": "no such label in this project"}, status=400)
+            messages.error(request, "No such label in this project.")
+            return _back(request, project)
+        present = request.POST.get("present", "1") != "0"
+        changed = toggle_label(images, label_obj, present)
+        summary = f"{'Added' if present else 'Removed'} “{label_obj.name}” {'to' if present else 'from'} {plural(changed)}."
+    if _wants_json(request):
+        now = {i.pk: [] for i in images}
+        through = Image.labels.through.objects.filter(image__in=images).order_by(
+            "label__order", "label__name"
+        )
+        for image_id, label_id in through.values_list("image_id", "label_id"):
+            now[image_id].append(label_id)
+        unlabeled = set(images.unlabeled().values_list("pk", flat=True))
+        body = {str(pk): None if pk in unlabeled else ids for pk, ids in now.items()}
+        return JsonResponse({"changed": changed, "images": body})
+    messages.success(request, summary)
+    return _back(request, project)
+
+
 @login_required
 @require_POST
 def accept_suggestions(request, project_id):
     project = get_project_for_user(request.user, project_id, write=True)
     form = AcceptSuggestionsForm(request.POST)
     version = project.serving_version
-    if version is None:
+    if project.multi_label:
+        messages.error(request, "Suggestions can be accepted in projects with one label per picture.")
+    elif version is None:
         messages.error(request, "There is no model yet: train one, then its suggestions appear here.")
     elif not form.is_valid():
         messages.error(request, "Choose a confidence between 50 and 100 %.")

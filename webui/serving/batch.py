@@ -44,7 +44,7 @@ def run_batch(batch_id: int) -> None:
     batch = BatchPrediction.objects.select_related("version", "project").get(pk=batch.pk)
     images = batch.project.images.order_by("pk")
     if batch.scope == BatchPrediction.Scope.UNLABELED:
-        images = images.filter(label__isnull=True)
+        images = images.unlabeled()
     images = list(images)
     results: list[dict] = []
     try:

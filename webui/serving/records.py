@@ -41,6 +41,8 @@ def reason_to_review(result: dict) -> str:
     """Why an answer should be looked at by a person ("" when it need not be)."""
     if result.get("unknown"):
         return Reason.UNKNOWN
+    if "labels" in result:  # multi-label: a label close to its threshold
+        return Reason.NONE if result["sure"] else Reason.UNSURE
     threshold = result.get("threshold")
     if not result.get("sure", True) or float(result["probability"]) < (threshold or REVIEW_BELOW):
         return Reason.UNSURE
@@ -67,6 +69,13 @@ def store_photo(record: PredictionRecord, data: bytes) -> bool:
     return True
 
 
+def _said(result: dict) -> str:
+    """What the answer said: its label, or for a multi-label answer the labels present ("" for none)."""
+    if "labels" in result:
+        return ", ".join(row["label"] for row in result["labels"] if row["present"])[:100]
+    return result["label"]
+
+
 def record(project, result: dict, source: str, data: bytes | None = None) -> PredictionRecord | None:
     """Keep one answer `result` (serving.services.predict's) given to `source`; None if it failed.
 
@@ -79,7 +88,7 @@ def record(project, result: dict, source: str, data: bytes | None = None) -> Pre
             version_id=result["model_version_id"],
             version_number=result["model_version"],
             source=source,
-            label=result["label"],
+            label=_said(result),
             probability=float(result["probability"]),
             unknown=bool(result.get("unknown")),
             sure=bool(result.get("sure", True)),
@@ -87,8 +96,15 @@ def record(project, result: dict, source: str, data: bytes | None = None) -> Pre
             reason=reason,
             sha256=fingerprint(data) if data is not None else "",
         )
-        # Only an answer whose photo is kept can be reviewed (a person labels the photo).
-        if reason and data is not None and keeps_photos(project, source) and store_photo(row, data):
+        # Only an answer whose photo is kept can be reviewed (a person labels the photo). Multi-label
+        # answers are recorded and counted, but the queue's review page gives one label per photo.
+        if (
+            reason
+            and "labels" not in result
+            and data is not None
+            and keeps_photos(project, source)
+            and store_photo(row, data)
+        ):
             row.review = Review.QUEUED
         row.save()
         if row.photo:  # only a recording that kept a photo sweeps old ones: most predictions skip it

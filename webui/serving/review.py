@@ -85,6 +85,8 @@ def flag(row: PredictionRecord, label_name: str, data: bytes) -> PredictionRecor
         CannotReview: another photo than the one answered, a label the version does not know, or an
             answer already reviewed.
     """
+    if row.project.multi_label:
+        raise CannotReview("corrections are taken only where each photo has one label")
     if fingerprint(data) != row.sha256:
         raise CannotReview("this is not the photo that was answered")
     known = [item.get("label") for item in row.top] + [row.label]

@@ -21,6 +21,7 @@ from classifier.preprocessing import require_min_size
 from classifier.selection import uncertainty
 from webui.lib.decoding import check_pixels, slot
 from webui.projects.models import Project
+from webui.training import label_thresholds
 from webui.training.artifacts import ArtifactBroken, check_artifact
 from webui.training.models import ModelVersion
 from webui.training.thresholds import is_sure
@@ -111,6 +112,9 @@ def predict(
     Returns:
         {label, probability, top: [{label, probability}], unknown, unknown_score, sure, threshold,
         model_version}: `sure` is false when the answer is below the version's threshold (a "not sure").
+        Multi-label versions add `labels`: [{label, probability, present}] for every label, in the
+        version's order (`label` is then the likeliest, present or not); `threshold` is null and `sure`
+        false when a label is within label_thresholds.UNSURE_MARGIN of its threshold.
     """
     version = resolve_version(project, version_id)
     predictor = predictor_for(version)
@@ -123,7 +127,7 @@ def predict(
             purpose="a prediction",
         )
         with slot(pixels):
-            result = predictor.predict([data], top_k=top_k)[0]
+            result = predictor.predict([data], top_k=top_k, thresholds=version.label_thresholds or None)[0]
             explained = predictor.explain(data) if heatmap else None
     except ImageError as exc:
         raise BadImage(str(exc)) from None
@@ -134,6 +138,14 @@ def predict(
     if explained is not None:
         extra["heatmap"] = "data:image/jpeg;base64," + base64.b64encode(explained.overlay_jpeg).decode()
         extra["heatmap_label"] = predictor.labels[explained.label_index]
+    if result.labels is not None:
+        extra["labels"] = [
+            {"label": name, "probability": round(float(p), 6), "present": present}
+            for name, p, present in result.labels
+        ]
+        sure = label_thresholds.is_sure(result.labels, {**predictor.thresholds, **version.label_thresholds})
+    else:
+        sure = is_sure(version, float(result.probability))
     return {
         **extra,
         "label": result.label,
@@ -141,8 +153,8 @@ def predict(
         "top": [{"label": name, "probability": round(float(p), 6)} for name, p in result.top],
         "unknown": bool(result.unknown),
         "unknown_score": round(float(result.unknown_score), 6),
-        "sure": is_sure(version, float(result.probability)),
-        "threshold": version.answer_threshold,
+        "sure": sure,
+        "threshold": None if result.labels is not None else version.answer_threshold,
         "model_version": version.number,
         "model_version_id": version.pk,
     }
@@ -163,6 +175,10 @@ def predict_stored(version: ModelVersion, images, *, for_labelling: bool = False
 
     predictor = predictor_for(version)
     options = {"top_k": 2, "embed": True} if for_labelling else {"top_k": 1}
+    thresholds = None
+    if predictor.multi_label:
+        thresholds = {**predictor.thresholds, **version.label_thresholds}
+        options["thresholds"] = thresholds
     answers: list[dict | None] = [None] * len(images)
     blobs: dict[int, bytes] = {}
     for index, image in enumerate(images):
@@ -177,8 +193,8 @@ def predict_stored(version: ModelVersion, images, *, for_labelling: bool = False
     except ImageError:
         predictions = [_predict_one(predictor, blobs[i], options) for i in order]  # isolate the bad one
     for index, prediction in zip(order, predictions, strict=True):
-        answers[index] = prediction if isinstance(prediction, dict) else _answer(prediction)
-        if "error" not in answers[index]:
+        answers[index] = prediction if isinstance(prediction, dict) else _answer(prediction, thresholds)
+        if "error" not in answers[index] and thresholds is None:
             answers[index]["sure"] = is_sure(version, answers[index]["probability"])
     return answers
 
@@ -191,13 +207,22 @@ def _predict_one(predictor, blob: bytes, options: dict):
     return prediction
 
 
-def _answer(prediction) -> dict:
+def _answer(prediction, thresholds: dict | None = None) -> dict:
     answer = {
         "label": prediction.label,
         "probability": round(float(prediction.probability), 6),
         "unknown": bool(prediction.unknown),
     }
+    if thresholds is not None:  # multi-label
+        answer["labels"] = [
+            {"label": name, "probability": round(float(p), 6), "present": present}
+            for name, p, present in prediction.labels
+        ]
+        answer["sure"] = label_thresholds.is_sure(prediction.labels, thresholds)
     if prediction.embedding is not None:
-        answer["uncertainty"] = float(uncertainty(np.array([[p for _, p in prediction.top]]))[0])
+        if thresholds is not None:
+            answer["uncertainty"] = label_thresholds.uncertainty(prediction.labels, thresholds)
+        else:
+            answer["uncertainty"] = float(uncertainty(np.array([[p for _, p in prediction.top]]))[0])
         answer["embedding"] = prediction.embedding
     return answer

@@ -44,9 +44,7 @@ def stored(version, images) -> dict[int, dict]:
 
 def _without_suggestion(version):
     done = Suggestion.objects.filter(version=version).values("sha256")
-    return (
-        version.project.images.filter(label__isnull=True).exclude(sha256__in=done).order_by("-created", "-id")
-    )
+    return version.project.images.unlabeled().exclude(sha256__in=done).order_by("-created", "-id")
 
 
 def request_refresh(version, user=None) -> SuggestionRefresh | None:
@@ -129,7 +127,7 @@ def rank(version) -> int:
         How many pictures were ranked.
     """
     project = version.project
-    unlabeled = set(project.images.filter(label__isnull=True).values_list("sha256", flat=True))
+    unlabeled = set(project.images.unlabeled().values_list("sha256", flat=True))
     rows = list(
         Suggestion.objects.filter(version=version, readable=True)
         .exclude(embedding=b"")
@@ -178,7 +176,7 @@ def accept(project, version, threshold: float, *, limit: int = 500, user=None) -
     way; pictures without a suggestion yet are left for the refresh this queues."""
     from webui.projects.labels import set_label
 
-    unlabeled = project.images.filter(label__isnull=True).order_by("-created", "-id")
+    unlabeled = project.images.unlabeled().order_by("-created", "-id")
     total = unlabeled.count()
     chosen = list(unlabeled[:limit])
     labels = {label.name: label for label in project.labels.all()}
@@ -195,8 +193,8 @@ def accept(project, version, threshold: float, *, limit: int = 500, user=None) -
     labelled = 0
     with transaction.atomic():
         for name, ids in by_label.items():
-            # label__isnull again: someone may have labelled one by hand meanwhile; theirs wins.
-            labelled += set_label(project.images.filter(pk__in=ids, label__isnull=True), labels[name])
+            # Unlabeled again: someone may have labelled one by hand meanwhile; theirs wins.
+            labelled += set_label(project.images.filter(pk__in=ids).unlabeled(), labels[name])
     pending = 0
     if len(known) < len(chosen):
         refresh = request_refresh(version, user)

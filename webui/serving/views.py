@@ -80,7 +80,17 @@ def _wants_heatmap(request) -> bool:
 
 
 def _public_answer(result: dict) -> dict:
-    keys = ("label", "probability", "top", "unknown", "sure", "threshold", "heatmap", "heatmap_label")
+    keys = (
+        "label",
+        "probability",
+        "top",
+        "labels",
+        "unknown",
+        "sure",
+        "threshold",
+        "heatmap",
+        "heatmap_label",
+    )
     return {key: result[key] for key in keys if key in result}
 
 
@@ -355,7 +365,7 @@ def public_predict(request, token: str):
         return _bad("This model cannot answer right now.", status=503)
     answer = _public_answer(result)
     row = records.record(link.project, result, PredictionRecord.Source.SHARE, data)
-    if row is not None:
+    if row is not None and "labels" not in result:  # corrections name one label: single-label only
         answer["feedback"] = signing.dumps(row.pk, salt=FEEDBACK_SALT)
     return JsonResponse({"mode": "model", **answer})
 

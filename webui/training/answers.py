@@ -32,6 +32,7 @@ def _rows(version: ModelVersion, field: str) -> dict[str, Answer]:
     return {
         row["key"]: Answer(row["key"], row.get("label", ""), row["predicted"], float(row["confidence"]))
         for row in rows
+        if "predicted" in row  # multi-label versions record each label's probability instead
     }
 
 

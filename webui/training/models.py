@@ -58,6 +58,9 @@ class ModelVersion(models.Model):
     # sure, else "not sure" (webui/training/thresholds.py); None answers always. Each change is a
     # ServingEvent.
     answer_threshold = models.FloatField(null=True, blank=True)
+    # Multi-label versions: {label: threshold} a person set instead of the trained one
+    # (webui/training/label_thresholds.py); labels not named keep the trained threshold.
+    label_thresholds = models.JSONField(default=dict, blank=True)
     # What it learned from: [sha256, label] per image, labels as they were then (a dataset export can
     # give back exactly this training set). Empty for versions made before it was kept.
     learned = models.JSONField(default=list, blank=True)

@@ -13,7 +13,7 @@ from classifier.strategies import imbalance
 from webui.lib.numbers import percent
 from webui.projects.access import get_project_for_user
 from webui.projects.findings import findings
-from webui.training import answers, thresholds
+from webui.training import answers, label_thresholds, thresholds
 from webui.training.models import ModelVersion
 from webui.training.views import STRATEGY_HELP, is_htmx, version_or_404
 
@@ -105,6 +105,45 @@ def _report(project, version: ModelVersion) -> dict:
         "promotion": metrics.get("promotion") or {},
         "threshold": _threshold(project, version),
         "daily": _daily(version),
+        "multi_label": _multi_label(project, version) if metrics.get("task_type") == "multi_label" else None,
+    }
+
+
+def _multi_label(project, version: ModelVersion) -> dict:
+    """A multi-label version's scores: mean average precision, and per label its average precision,
+    and precision and recall at the threshold it serves with (the page's sliders recompute these from
+    `rows` as label_thresholds.at does)."""
+    metrics = version.metrics or {}
+    colours = dict(project.labels.values_list("name", "colour"))
+    trained = label_thresholds.trained(version)
+    serving = label_thresholds.effective(version, trained)
+    rows = label_thresholds.table(version)
+    figures = label_thresholds.at(rows, list(version.labels), serving)
+    scored = {row.get("label"): row for row in metrics.get("per_label") or [] if isinstance(row, dict)}
+    labels = []
+    for j, name in enumerate(version.labels):
+        now = figures[name]
+        labels.append(
+            {
+                "index": j,
+                "name": name,
+                "colour": colours.get(name, "#6b7280"),
+                "average_precision": percent((scored.get(name) or {}).get("average_precision")),
+                "support": now["support"],
+                "precision": percent(now["precision"]),
+                "recall": percent(now["recall"]),
+                "threshold": percent(serving[name]),
+                "trained": percent(trained[name]),
+                "changed": name in (version.label_thresholds or {}),
+            }
+        )
+    return {
+        "map": percent(metrics.get("mean_average_precision")),
+        "macro_f1": percent(metrics.get("macro_f1")),
+        "exact": percent(metrics.get("exact_match")),
+        "labels": labels,
+        "rows": rows,
+        "scored": len(rows),
     }
 
 
@@ -119,6 +158,8 @@ def _daily(version: ModelVersion) -> list[dict]:
 
 def _threshold(project, version: ModelVersion) -> dict | None:
     """The threshold section: the recorded answers for the slider, and the figures at the saved value."""
+    if project.multi_label:
+        return None
     rows = thresholds.table(version)
     if not rows:
         return None

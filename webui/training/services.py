@@ -31,16 +31,13 @@ from webui.jobs.models import JobStatus
 from webui.lib.backbones import backbone_dir
 from webui.lib.numbers import percent_text
 from webui.projects.models import Image, Project
-from webui.training import answers
+from webui.training import answers, multilabel
 from webui.training.artifacts import artifact_prefix, store_artifact
 from webui.training.featurecache import DatabaseFeatureCache
 from webui.training.models import ModelVersion, TrainingRun
+from webui.training.refusals import TrainingRefused
 
 log = logging.getLogger(__name__)
-
-
-class TrainingRefused(Exception):
-    """The request cannot start a training; the message tells the person what is missing."""
 
 
 # --- starting -------------------------------------------------------------------------------------
@@ -48,12 +45,16 @@ class TrainingRefused(Exception):
 
 def training_set(project: Project) -> list[Image]:
     """Labelled images of a project, in a stable order."""
-    return list(project.images.filter(label__isnull=False).select_related("label").order_by("sha256"))
+    if project.multi_label:
+        return multilabel.training_set(project)
+    return list(project.images.labelled().select_related("label").order_by("sha256"))
 
 
 def check_ready(project: Project, images: list[Image] | None = None) -> dict[str, int]:
     """Images per label; raises TrainingRefused with exactly what is missing."""
     images = training_set(project) if images is None else images
+    if project.multi_label:
+        return multilabel.check_ready(project, images)
     counts = Counter(image.label.name for image in images)
     for label in project.labels.all():
         counts.setdefault(label.name, 0)
@@ -84,11 +85,12 @@ def normalise_params(project: Project, params: dict | None) -> dict:
     return {"backbone": backbone, "strategy": strategy, "seed": seed}
 
 
-def fingerprint(params: dict, images: list[Image]) -> str:
+def fingerprint(params: dict, images: list[Image], *, multi_label: bool = False) -> str:
     """Identifies what a run would learn from: the same fingerprint gives the same model."""
+    truth = multilabel.names if multi_label else (lambda image: image.label.name)
     payload = {
         "params": params,
-        "data": [(image.sha256, image.label.name, image.is_test) for image in images],
+        "data": [(image.sha256, truth(image), image.is_test) for image in images],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -102,7 +104,7 @@ def start_training(project: Project, user, params: dict | None = None) -> Traini
     params = normalise_params(project, params)
     images = training_set(project)
     check_ready(project, images)
-    print_ = fingerprint(params, images)
+    print_ = fingerprint(params, images, multi_label=project.multi_label)
 
     existing = (
         TrainingRun.objects.filter(project=project, fingerprint=print_)
@@ -251,6 +253,10 @@ def extractor_for(backbone: str):
 def _learned(images: list[Image], metrics: dict) -> list[list[str]]:
     """[sha256, label] of each image the version learned from (those the engine could not read left out)."""
     skipped = {item.get("key") for item in metrics.get("skipped") or [] if isinstance(item, dict)}
+    if images and images[0].project.multi_label:
+        return [
+            [image.sha256, list(multilabel.names(image))] for image in images if image.sha256 not in skipped
+        ]
     return [[image.sha256, image.label.name] for image in images if image.sha256 not in skipped]
 
 
@@ -260,24 +266,30 @@ def _train_and_store(run: TrainingRun, workdir: Path) -> ModelVersion | None:
     project = run.project
     images = training_set(project)
     check_ready_for_run(project, images)
-    run.fingerprint = fingerprint(run.params, images)
+    run.fingerprint = fingerprint(run.params, images, multi_label=project.multi_label)
     TrainingRun.objects.filter(pk=run.pk).update(fingerprint=run.fingerprint)
 
-    labels = [label.name for label in project.labels.all() if any(i.label_id == label.pk for i in images)]
     progress = _Progress(run)
-    outcome = train_model(
-        _samples(images, workdir),
-        workdir / "artifact",
-        labels=labels,
-        backbone=run.params["backbone"],
-        strategy=run.params["strategy"],
-        cache=DatabaseFeatureCache(),
-        seed=run.params.get("seed", 0),
-        fingerprint=run.fingerprint,
-        on_progress=progress,
-        holdout="given",
-        extractor=extractor_for(run.params["backbone"]),
-    )
+    common = {
+        "backbone": run.params["backbone"],
+        "strategy": run.params["strategy"],
+        "cache": DatabaseFeatureCache(),
+        "seed": run.params.get("seed", 0),
+        "fingerprint": run.fingerprint,
+        "on_progress": progress,
+        "extractor": extractor_for(run.params["backbone"]),
+    }
+    if project.multi_label:
+        from classifier.multilabel_train import train_multilabel
+
+        labels = [label.name for label in project.labels.all()]
+        samples = multilabel.samples(images, _source_for)
+        outcome = train_multilabel(samples, workdir / "artifact", labels=labels, **common)
+    else:
+        labels = [label.name for label in project.labels.all() if any(i.label_id == label.pk for i in images)]
+        outcome = train_model(
+            _samples(images, workdir), workdir / "artifact", labels=labels, holdout="given", **common
+        )
     progress(ProgressReport("write", 0.97, "saving the model"))
     prefix = artifact_prefix(project.pk, f"run{run.pk}-{uuid.uuid4().hex[:12]}")
     try:
@@ -353,6 +365,8 @@ def promote_if_better(version: ModelVersion, outcome=None) -> tuple[bool, str]:
         promote, reason = True, "the first version of this project"
     elif set(serving.labels) != set(version.labels):
         promote, reason = True, "the labels changed, so the serving version cannot answer this question"
+    elif project.multi_label:
+        promote, reason = multilabel.compare(version, serving)
     else:
         compared = answers.compare(serving, version, only_held_out=True)
         if compared.shared:

@@ -17,8 +17,8 @@ from webui.jobs.models import InvalidTransition, JobStatus
 from webui.lib.numbers import percent
 from webui.projects.access import get_project_for_user
 from webui.projects.images import delete_image as remove_image
-from webui.projects.labels import set_label
-from webui.training import thresholds
+from webui.projects.labels import set_label, toggle_label
+from webui.training import label_thresholds, thresholds
 from webui.training.artifacts import ArtifactBroken
 from webui.training.models import ArtifactInUse, ModelVersion, rollback
 from webui.training.services import TrainingRefused, cancel, check_ready, start_training
@@ -80,7 +80,7 @@ def train(request, project_id: int):
 
     project = get_project_for_user(request.user, project_id)
     labels = project.labels.annotate(n=Count("images")).order_by("order", "name")
-    unlabeled = project.images.filter(label__isnull=True).count()
+    unlabeled = project.images.unlabeled().count()
     try:
         check_ready(project)
         not_ready = ""
@@ -165,6 +165,19 @@ def relabel(request, project_id: int, image_id: int):
             label = project.labels.get(pk=int(label_id))
         except (ValueError, project.labels.model.DoesNotExist):
             raise Http404("No such label.") from None
+    if project.multi_label:
+        if label is None:
+            raise Http404("No such label.")
+        present = request.POST.get("present", "1") != "0"
+        toggle_label(images, label, present)
+        if is_htmx(request):
+            done = {"label": label.name, "fix_label": label.pk, "fix_present": present}
+            context = {"project": project, "image": image, "m": done, "done": True}
+            return render(request, "training/_fix_label.html", context)
+        messages.success(
+            request, f"{'Added' if present else 'Took off'} {label.name} on {image}. Retrain to use it."
+        )
+        return redirect(_back_to(request, project))
     set_label(images, label)
     image.refresh_from_db()
     name = label.name if label else "no label"
@@ -239,6 +252,22 @@ def threshold(request, project_id: int, number: int):
     """Save when a version answers (the results page's slider)."""
     project = get_project_for_user(request.user, project_id, write=True)
     version = version_or_404(project, number)
+    if project.multi_label:
+        # One field per label, named by its place in the version's labels: t0, t1, ...
+        asked = {name: request.POST.get(f"t{j}") for j, name in enumerate(version.labels)}
+        try:
+            values = label_thresholds.parse_all(version, {k: v for k, v in asked.items() if v is not None})
+        except thresholds.BadThreshold as exc:
+            messages.error(request, f"Not saved: {exc}.")
+        else:
+            trained = label_thresholds.trained(version)
+            # A slider left at the trained value keeps following the training's choice.
+            values = {k: None if v is None or abs(v - trained[k]) < 0.005 else v for k, v in values.items()}
+            changed = label_thresholds.set_label_thresholds(version, values, request.user)
+            messages.success(
+                request, f"v{version.number} serves with these thresholds." if changed else "Nothing changed."
+            )
+        return redirect(reverse("training:version", args=[project.pk, version.number]) + "#threshold")
     try:
         value = thresholds.parse(request.POST.get("threshold"))
     except thresholds.BadThreshold as exc:

@@ -39,7 +39,7 @@ def test_it_pins_the_split_and_refuses_unknown_ones(api_for, labelled_project, e
 
 def test_it_filters_by_label_and_unlabelled(api_for, labelled_project, viewer):
     one = labelled_project.images.filter(label__name="bees").first()
-    labelled_project.images.filter(pk=one.pk).update(label=None)
+    labelled_project.images.filter(pk=one.pk).update(label=None, labeled_at=None)
     api = api_for(viewer)
     base = f"/api/v1/projects/{labelled_project.pk}/images/"
     ants = api.get(base, {"label": "ANTS"}).json()

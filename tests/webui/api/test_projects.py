@@ -19,6 +19,7 @@ def test_it_creates_a_project_owned_by_its_creator_with_labels(api_for, stranger
         "id",
         "name",
         "description",
+        "task_type",
         "backbone",
         "auto_promote",
         "role",
@@ -28,6 +29,7 @@ def test_it_creates_a_project_owned_by_its_creator_with_labels(api_for, stranger
         "label_count",
         "created",
     }
+    assert body["task_type"] == "single_label"
     assert (body["role"], body["label_count"], body["image_count"], body["serving_version"]) == (
         "owner",
         2,

@@ -37,6 +37,8 @@ def test_it_takes_many_files_in_one_request(api_for, project, editor, media_root
         "size",
         "label",
         "label_id",
+        "labels",
+        "labelled",
         "split",
         "created",
         "duplicate",

@@ -32,6 +32,7 @@ def test_it_lists_versions_with_the_serving_flag(api_for, labelled_project, serv
         "created",
         "size",
         "answer_threshold",
+        "label_thresholds",
     }
     assert listed[0]["labels"] == ["ants", "bees"] and listed[0]["size"] > 0
 

@@ -24,7 +24,7 @@ from webui.api.views.base import BAD_REQUEST, READ_ERRORS, WRITE_ERRORS, ApiView
 from webui.projects.access import get_in_project_for_user, get_project_for_user
 from webui.projects.images import delete_image
 from webui.projects.ingest import UploadRejected, ingest_image
-from webui.projects.labels import get_or_create_label, set_label
+from webui.projects.labels import clear_labels, get_or_create_label, set_label, set_labels
 from webui.projects.models import Image
 from webui.serving import suggestions
 
@@ -44,6 +44,10 @@ class ImagePagination(LimitOffsetPagination):
         return super().paginate_queryset(queryset, request, view)
 
 
+def _with_labels(images):
+    return images.select_related("label", "project").prefetch_related("labels")
+
+
 def _too_many() -> BadRequest:
     return BadRequest(f"at most {settings.PINHOLE_MAX_FILES_PER_REQUEST} files per request")
 
@@ -55,16 +59,17 @@ class ImageList(JsonErrors, generics.ListAPIView):
 
     def get_queryset(self):
         project = get_project_for_user(self.request.user, self.kwargs["project_id"])
-        images = project.images.select_related("label")
+        images = project.images.select_related("label", "project").prefetch_related("labels")
         params = self.request.query_params
         if params.get("label"):
-            images = images.filter(label__name__iexact=params["label"])
+            by_name = "labels__name__iexact" if project.multi_label else "label__name__iexact"
+            images = images.filter(**{by_name: params["label"]})
         unlabeled = params.get("unlabeled")
         if unlabeled is not None:
             if unlabeled.lower() not in ("true", "false", "1", "0"):
                 raise BadRequest(f"unlabeled must be true or false, not {unlabeled[:40]!r}")
             if unlabeled.lower() in ("true", "1"):
-                images = images.filter(label__isnull=True)
+                images = images.unlabeled()
         order = params.get("order", "newest")
         if order == "next":
             version = project.serving_version
@@ -125,23 +130,28 @@ class ImageList(JsonErrors, generics.ListAPIView):
         try:
             files = request.FILES.getlist("files")
             label_name = request.data.get("label")
+            names = request.data.getlist("labels") if hasattr(request.data, "getlist") else []
         except TooManyFilesSent:
             raise _too_many() from None
         if len(files) > settings.PINHOLE_MAX_FILES_PER_REQUEST:
             raise _too_many()
         if not files:
             raise BadRequest("send one or more images as multipart/form-data in the 'files' field")
-        label = None
-        if label_name:
-            try:
+        if names and not project.multi_label:
+            raise BadRequest("labels: this project gives one label per picture; send it as label")
+        label, labels = None, None
+        try:
+            if label_name:
                 label = get_or_create_label(project, label_name)
-            except ValueError as exc:
-                raise BadRequest(f"label: {exc}") from None
+            if names:
+                labels = [get_or_create_label(project, name) for name in names]
+        except ValueError as exc:
+            raise BadRequest(f"label: {exc}") from None
 
         images, rejected, created = [], [], 0
         for index, uploaded in enumerate(files):
             try:
-                result = ingest_image(project, request.user, uploaded, label=label)
+                result = ingest_image(project, request.user, uploaded, label=label, labels=labels)
             except UploadRejected as exc:
                 rejected.append(
                     {"index": index, "name": escaped_name(uploaded.name or ""), "error": str(exc)}
@@ -159,13 +169,13 @@ class ImageList(JsonErrors, generics.ListAPIView):
 class ImageDetail(ApiView):
     @extend_schema(responses={200: ImageSerializer, **READ_ERRORS})
     def get(self, request, image_id: int):
-        image = get_in_project_for_user(request.user, Image.objects.select_related("label"), image_id)
+        image = get_in_project_for_user(request.user, _with_labels(Image.objects.all()), image_id)
         return Response(ImageSerializer(image).data)
 
     @extend_schema(
         request=ImageUpdateSerializer,
         responses={200: ImageSerializer, **WRITE_ERRORS},
-        summary="Set or clear the label (by name; created if missing), or pin the split",
+        summary="Set or clear the label or labels (by name; created if missing), or pin the split",
     )
     def patch(self, request, image_id: int):
         image = get_in_project_for_user(request.user, Image.objects.all(), image_id, write=True)
@@ -173,7 +183,28 @@ class ImageDetail(ApiView):
         form.is_valid(raise_exception=True)
         values = form.validated_data
         same = Image.objects.filter(pk=image.pk)
-        if "label" in values:
+        if "labels" in values:
+            if not image.project.multi_label:
+                raise BadRequest("labels: this project gives one label per picture; send it as label")
+            if "label" in values:
+                raise BadRequest("send label or labels, not both")
+            if values["labels"] is None:
+                clear_labels(same)
+            else:
+                try:
+                    chosen = [get_or_create_label(image.project, name) for name in values["labels"]]
+                except ValueError as exc:
+                    raise BadRequest(f"labels: {exc}") from None
+                set_labels(same, chosen)
+        elif "label" in values and image.project.multi_label:
+            if values["label"] is None:
+                clear_labels(same)
+            else:
+                try:
+                    set_labels(same, [get_or_create_label(image.project, values["label"])])
+                except ValueError as exc:
+                    raise BadRequest(f"label: {exc}") from None
+        elif "label" in values:
             label = None
             if values["label"] is not None:
                 try:
@@ -183,7 +214,7 @@ class ImageDetail(ApiView):
             set_label(same, label)
         if "split" in values:
             same.update(split=values["split"])
-        return Response(ImageSerializer(same.select_related("label").get()).data)
+        return Response(ImageSerializer(_with_labels(same).get()).data)
 
     @extend_schema(responses={204: None, **WRITE_ERRORS})
     def delete(self, request, image_id: int):

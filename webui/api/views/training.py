@@ -21,10 +21,11 @@ from webui.api.serializers import (
 from webui.api.views.base import CONFLICT, READ_ERRORS, WRITE_ERRORS, ApiView
 from webui.jobs.models import InvalidTransition
 from webui.projects.access import get_in_project_for_user, get_project_for_user
+from webui.training import label_thresholds
 from webui.training.artifacts import ArtifactBroken, zip_artifact
 from webui.training.models import ArtifactInUse, ModelVersion, TrainingRun, rollback
 from webui.training.services import TrainingRefused, cancel, start_training
-from webui.training.thresholds import set_threshold
+from webui.training.thresholds import BadThreshold, set_threshold
 
 RUNS = TrainingRun.objects.select_related("model_version")
 VERSIONS = ModelVersion.objects.select_related("project")
@@ -145,7 +146,7 @@ class VersionThreshold(ApiView):
     @extend_schema(
         request=ThresholdSerializer,
         responses={200: VersionSerializer, **WRITE_ERRORS},
-        summary="Answer only when at least this sure, else 'not sure' (null: always); no retraining",
+        summary="When the version answers: one threshold, or each label's (multi-label); no retraining",
         description=(
             "Changes how this version serves at once: predictions below the threshold come back with "
             "`sure: false`. Each change is recorded. The version's results page shows what each "
@@ -156,7 +157,19 @@ class VersionThreshold(ApiView):
         version = get_in_project_for_user(request.user, VERSIONS, version_id, write=True)
         body = ThresholdSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        set_threshold(version, body.validated_data["threshold"] or None, request.user)
+        values = body.validated_data
+        multi = version.project.multi_label
+        if multi != ("thresholds" in values):
+            kind = "multi-label: send thresholds" if multi else "single-label: send threshold"
+            raise BadRequest(f"this version is {kind}")
+        if multi:
+            try:
+                chosen = label_thresholds.parse_all(version, values["thresholds"])
+            except BadThreshold as exc:
+                raise BadRequest(f"thresholds: {exc}") from None
+            label_thresholds.set_label_thresholds(version, chosen, request.user)
+        else:
+            set_threshold(version, values["threshold"] or None, request.user)
         return Response(version_json(version))
 
 

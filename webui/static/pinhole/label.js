@@ -1,7 +1,11 @@
 /* Label page: select thumbnails (click, shift-click, select all), label them with buttons or keys.
 
    Keys: arrows move the focus, Space toggles, 1-9 apply a label, u unlabels, a accepts the model's
-   suggestion, Esc clears. Labelling one focused picture moves on to the next one by itself. */
+   suggestion, Esc clears. Labelling one focused picture moves on to the next one by itself.
+
+   Multi-label projects (the grid's data-multi="1"): 1-9 add a label to the pictures or, when they all
+   have it, take it off; n says they show none of the labels; u makes them unlabelled; Enter goes on to
+   the next picture. A tile's data-label-ids is "-" while it is unlabelled. */
 (function () {
   "use strict";
 
@@ -14,6 +18,7 @@
   const editable = grid.dataset.editable === "1";
   const applyUrl = grid.dataset.applyUrl;
   const show = grid.dataset.show;
+  const multi = grid.dataset.multi === "1";
   const labelsNode = document.getElementById("labels-data");
   const labels = labelsNode ? JSON.parse(labelsNode.textContent) : [];
   const byId = new Map(labels.map((l) => [String(l.id), l]));
@@ -111,8 +116,83 @@
     return all[focusIndex] ? [all[focusIndex]] : [];
   }
 
+  // --- multi-label ----------------------------------------------------------------------------
+
+  function idsOf(tile) {
+    const value = tile.dataset.labelIds;
+    if (value === undefined || value === "-") return null;
+    return value ? value.split(",") : [];
+  }
+
+  function buckets(ids) {
+    return ids === null ? [""] : ids.length ? ids : ["none"];
+  }
+
+  function chip(text, colour) {
+    const span = document.createElement("span");
+    span.className = "tile-label";
+    if (colour) {
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = colour;
+      span.appendChild(swatch);
+    } else {
+      span.classList.add("muted");
+    }
+    span.appendChild(document.createTextNode(text));
+    return span;
+  }
+
+  function paintMulti(tile, ids) {
+    buckets(idsOf(tile)).forEach((bucket) => recount(bucket, -1));
+    buckets(ids).forEach((bucket) => recount(bucket, 1));
+    tile.dataset.labelIds = ids === null ? "-" : ids.join(",");
+    const cap = tile.querySelector(".tile-cap");
+    cap.textContent = "";
+    if (ids !== null && !ids.length) cap.appendChild(chip("none of these"));
+    labels.filter((l) => ids && ids.includes(String(l.id))).forEach((l) => cap.appendChild(chip(l.name, l.colour)));
+    const leaves = (show === "unlabeled" || show === "next") ? ids !== null
+      : show === "none" ? !(ids && ids.length === 0) : show === "mislabeled";
+    tile.classList.toggle("done", leaves);
+  }
+
+  /* Each key's pictures are taken when it is pressed and its request waits for the one before, so
+     "1 2 Enter" typed quickly labels one picture with both labels and moves on. */
+  let chain = Promise.resolve();
+
+  function applyMulti(value, present) {
+    const list = targets();
+    if (!list.length) { Pinhole.toast("Select some pictures first"); return; }
+    const wasSelection = selected.size > 0;
+    const label = byId.get(String(value));
+    if (wasSelection) { selected.clear(); refreshSelection(); }
+    // A label may be one of several: stay on the picture; "none" and "unlabel" settle it, so move on.
+    else if (!label) focusTile(focusIndex + 1, true);
+    chain = chain.then(() => sendMulti(list, value, present, label));
+  }
+
+  async function sendMulti(list, value, present, label) {
+    if (present === "toggle") present = !list.every((t) => (idsOf(t) || []).includes(String(value)));
+    const body = { images: list.map((t) => t.dataset.id).join(","), label: value };
+    if (label) body.present = present ? "1" : "0";
+    const result = await Pinhole.post(applyUrl, body);
+    if (!result.ok) {
+      Pinhole.toast((result.body && (result.body.error || result.body.detail)) || "Could not save (" + result.status + ")", "bad");
+      return;
+    }
+    const now = result.body.images || {};
+    list.forEach((t) => { if (t.dataset.id in now) paintMulti(t, now[t.dataset.id] === null ? null : now[t.dataset.id].map(String)); });
+    const what = label ? (present ? "+ " : "\u2212 ") + label.name : value === "none" ? "None of these" : "Unlabelled";
+    Pinhole.toast(what + " \u00b7 " + list.length, "ok");
+  }
+
+  function toggleLabel(labelId) {
+    if (editable) applyMulti(String(labelId), "toggle");
+  }
+
   async function apply(value, chosen) {
     if (!editable || busy) return;
+    if (multi && value !== "delete") { applyMulti(value); return; }
     const list = chosen || targets();
     if (!list.length) { Pinhole.toast("Select some pictures first"); return; }
     if (value === "delete" && !window.confirm("Delete " + list.length + " picture" + (list.length === 1 ? "" : "s") + " from the project?")) return;
@@ -157,6 +237,9 @@
   document.querySelectorAll("[data-apply]").forEach((button) => {
     button.addEventListener("click", () => apply(button.dataset.apply));
   });
+  document.querySelectorAll("[data-toggle-label]").forEach((button) => {
+    button.addEventListener("click", () => toggleLabel(button.dataset.toggleLabel));
+  });
   const acceptButton = document.querySelector("[data-accept]");
   if (acceptButton) acceptButton.addEventListener("click", acceptSuggestions);
   const all = document.getElementById("select-all");
@@ -178,6 +261,12 @@
     else if (key === "ArrowDown") focusTile(focusIndex + columns(), true);
     else if (key === "ArrowUp") focusTile(focusIndex - columns(), true);
     else if (!editable) handled = false;
+    else if (multi && key === "Enter") focusTile(focusIndex + 1, true);
+    else if (multi && /^[1-9]$/.test(key)) {
+      const label = labels[parseInt(key, 10) - 1];
+      if (label) toggleLabel(String(label.id)); else handled = false;
+    } else if (multi && key === "n") apply("none");
+    else if (multi && (key === "u" || key === "0")) apply("unlabel");
     else if (key === " " || key === "Enter") {
       const tile = tiles()[focusIndex];
       if (tile) { toggle(tile); anchor = focusIndex; refreshSelection(); }

@@ -55,5 +55,28 @@
     update();
   }
 
+  /* Multi-label versions: a slider per label; each label's precision and recall at its threshold,
+     as webui/training/label_thresholds.at works them out. */
+  function setupLabels(root) {
+    const rows = JSON.parse(document.getElementById(root.dataset.rows).textContent);
+    root.querySelectorAll("[data-label-index]").forEach((card) => {
+      const j = Number(card.dataset.labelIndex);
+      const slider = card.querySelector("input[type=range]");
+      function update() {
+        const bar = Number(slider.value) / 100;
+        card.querySelector("[data-said]").textContent = slider.value + "%";
+        const said = rows.filter((r) => r.probabilities[j] >= bar);
+        const own = card.dataset.labelName;
+        const has = (r) => r.labels.includes(own);
+        const support = rows.filter(has).length;
+        const hits = said.filter(has).length;
+        show(card.querySelector("[data-precision]"), said.length ? hits / said.length : null);
+        show(card.querySelector("[data-recall]"), support ? hits / support : null);
+      }
+      slider.addEventListener("input", update);
+    });
+  }
+
   document.querySelectorAll("[data-threshold]").forEach(setup);
+  document.querySelectorAll("[data-label-thresholds]").forEach(setupLabels);
 })();

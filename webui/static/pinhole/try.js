@@ -19,7 +19,9 @@
   function bars(top, muted) {
     const list = el("ol", "answer-bars" + (muted ? " muted-bars" : ""));
     top.forEach((row, i) => {
-      const item = el("li", "answer-bar" + (i === 0 && !muted ? " best" : ""));
+      // A multi-label answer's rows say whether each label is there; one answer's best is its first.
+      const best = row.present === undefined ? i === 0 : row.present;
+      const item = el("li", "answer-bar" + (best && !muted ? " best" : ""));
       item.appendChild(el("span", "answer-name", row.label));
       const track = el("span", "answer-track");
       const fill = el("span", "answer-fill");
@@ -54,7 +56,9 @@
         "These are everyday ImageNet categories, not your labels. Train a model to get answers in your own words."));
       return;
     }
-    if (body.unknown) {
+    if (body.labels) {
+      renderLabels(box, body);
+    } else if (body.unknown) {
       box.appendChild(el("p", "answer-kicker", "Not sure"));
       box.appendChild(el("p", "answer-title unknown", "This looks like none of these"));
       box.appendChild(el("p", "muted small",
@@ -81,12 +85,32 @@
     if (body.model_version) box.appendChild(el("p", "muted small", "Answered by v" + body.model_version + "."));
   }
 
+  /* A multi-label answer: which of the labels are in the photo, each with its own probability. */
+  function renderLabels(box, body) {
+    const rows = body.labels.slice().sort((a, b) => b.probability - a.probability);
+    const present = rows.filter((r) => r.present).map((r) => r.label);
+    if (body.unknown) {
+      box.appendChild(el("p", "answer-kicker", "Not sure"));
+      box.appendChild(el("p", "answer-title unknown", "This looks like none of these"));
+      box.appendChild(el("p", "muted small",
+        "The photo is unlike anything the model learned from, so what it says about each label is a guess:"));
+      box.appendChild(bars(rows, true));
+      return;
+    }
+    box.appendChild(el("p", "answer-kicker", body.sure === false ? "In this photo, it thinks (not sure of every label)" : "In this photo"));
+    box.appendChild(el("p", "answer-title" + (present.length ? "" : " unknown"), present.length ? present.join(", ") : "None of the labels"));
+    box.appendChild(bars(rows, false));
+    box.appendChild(el("p", "muted small",
+      "Each label is its own question: highlighted labels are at or above their threshold." +
+      (body.sure === false ? " At least one is close to its threshold, so take it as a guess." : "")));
+  }
+
   /* "Not right? Pick the right one" (share pages): the visitor sends the photo again with the label it
      shows; it waits for the project's members to review. */
   function correction(root, body, photo) {
     const url = root.dataset.feedbackUrl;
     const labels = JSON.parse(root.dataset.labels || "[]");
-    if (!url || !body.feedback || !labels.length) return null;
+    if (!url || !body.feedback || !labels.length || body.labels) return null;
     const box = el("div", "try-correct");
     box.appendChild(el("p", "small", "Not right? Pick the right one:"));
     const row = el("div", "row");
