@@ -207,6 +207,13 @@ class Image(models.Model):
         return self.label_id is not None or self.labeled_at is not None
 
     @property
+    def label_text(self) -> str:
+        """Its label, or its labels ("none of these" when a person said so), or "no label"."""
+        if self.project.multi_label and self.labeled_at is not None:
+            return ", ".join(label.name for label in self.labels.all()) or "none of these"
+        return self.label.name if self.label_id else "no label"
+
+    @property
     def is_test(self) -> bool:
         """Frozen evaluation split: stable across retrains so versions compare on the same images."""
         if self.split == SplitHint.TEST:

@@ -70,8 +70,12 @@
         const has = (r) => r.labels.includes(own);
         const support = rows.filter(has).length;
         const hits = said.filter(has).length;
-        show(card.querySelector("[data-precision]"), said.length ? hits / said.length : null);
-        show(card.querySelector("[data-recall]"), support ? hits / support : null);
+        const figures = { precision: said.length ? hits / said.length : null, recall: support ? hits / support : null };
+        show(card.querySelector("[data-precision]"), figures.precision);
+        show(card.querySelector("[data-recall]"), figures.recall);
+        card.querySelectorAll("[data-fill]").forEach((fill) => {
+          fill.style.width = Math.round(100 * (figures[fill.dataset.fill] || 0)) + "%";
+        });
       }
       slider.addEventListener("input", update);
     });
