@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webui.projects import views
+from webui.projects import label_views, views
 
 app_name = "projects"
 
@@ -17,9 +17,9 @@ urlpatterns = [
     path("<int:project_id>/imports/<int:job_id>/", views.zip_import, name="zip-import"),
     path("<int:project_id>/imports/<int:job_id>/cancel/", views.zip_import_cancel, name="zip-import-cancel"),
     path("<int:project_id>/suggestions/<int:job_id>/", views.suggestion_refresh, name="suggestion-refresh"),
-    path("<int:project_id>/label/", views.label, name="label"),
-    path("<int:project_id>/label/apply/", views.label_apply, name="label-apply"),
-    path("<int:project_id>/label/accept/", views.accept_suggestions, name="accept-suggestions"),
+    path("<int:project_id>/label/", label_views.label, name="label"),
+    path("<int:project_id>/label/apply/", label_views.label_apply, name="label-apply"),
+    path("<int:project_id>/label/accept/", label_views.accept_suggestions, name="accept-suggestions"),
     path("<int:project_id>/labels/new/", views.label_create, name="label-create"),
     path("<int:project_id>/labels/<int:label_id>/", views.label_update, name="label-update"),
     path("<int:project_id>/labels/<int:label_id>/delete/", views.label_delete, name="label-delete"),

@@ -53,9 +53,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return redirect("admin:training_modelversion_change", version.pk)
         return super().delete_view(request, object_id, extra_context)
 
-    @admin.display(description="Accuracy")
+    @admin.display(description="Score")
     def accuracy_shown(self, obj):
-        return percent_text(obj.accuracy)
+        """Accuracy, or a multi-label version's mean average precision."""
+        text = percent_text(obj.score)
+        return f"{text} mAP" if obj.multi_label and obj.score is not None else text
 
     @admin.display(description="Metrics")
     def metrics_summary(self, obj):

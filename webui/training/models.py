@@ -76,6 +76,20 @@ class ModelVersion(models.Model):
     def accuracy(self) -> float | None:
         return self.metrics.get("accuracy")
 
+    @property
+    def multi_label(self) -> bool:
+        return self.metrics.get("task_type") == "multi_label"
+
+    @property
+    def score(self) -> float | None:
+        """The figure versions are compared by on the pages: accuracy, or for a multi-label version its
+        mean average precision (`score_name` says which)."""
+        return self.metrics.get("mean_average_precision" if self.multi_label else "accuracy")
+
+    @property
+    def score_name(self) -> str:
+        return "mean average precision" if self.multi_label else "accuracy"
+
     # One definition each of a version's image counts, for every page and the admin. The engine records
     # n_train (what the model you use learned from: every labelled image, test images included, since it
     # is refitted on all of them) and n_val (the test images it was scored on, before that refit).

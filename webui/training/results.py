@@ -237,6 +237,18 @@ def confusion_cell(request, project_id: int, number: int):
 # --- comparison -----------------------------------------------------------------------------------
 
 OVERALL = [("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy")]
+MULTI_LABEL_OVERALL = [
+    ("mean_average_precision", "Mean average precision"),
+    ("macro_f1", "F1, averaged over the labels"),
+    ("exact_match", "Every label right"),
+]
+
+
+def _label_scores(metrics: dict) -> dict[str, dict]:
+    """Precision and recall by label: a single-label version's per_class, a multi-label one's per_label."""
+    if isinstance(metrics.get("per_label"), list):
+        return {row["label"]: row for row in metrics["per_label"] if isinstance(row, dict) and "label" in row}
+    return metrics.get("per_class") or {}
 
 
 def _delta(a, b) -> dict:
@@ -300,11 +312,12 @@ def compare(request, project_id: int):
         context["same"] = True
         return render(request, "training/compare.html", context)
     ma, mb = a.metrics or {}, b.metrics or {}
-    context["overall"] = [{"name": title, **_delta(ma.get(key), mb.get(key))} for key, title in OVERALL]
+    overall = MULTI_LABEL_OVERALL if project.multi_label else OVERALL
+    context["overall"] = [{"name": title, **_delta(ma.get(key), mb.get(key))} for key, title in overall]
     ka, kb = _top_k(ma.get("top_k_accuracy")), _top_k(mb.get("top_k_accuracy"))
     if ka and kb and ka[0] == kb[0]:
         context["overall"].append({"name": f"Right label in the top {ka[0]}", **_delta(ka[1], kb[1])})
-    pa, pb = ma.get("per_class") or {}, mb.get("per_class") or {}
+    pa, pb = _label_scores(ma), _label_scores(mb)
     names = list(pa) + [name for name in pb if name not in pa]
     context["per_label"] = [
         {

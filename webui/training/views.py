@@ -215,8 +215,8 @@ def versions(request, project_id: int):
     rows = list(project.versions.select_related("run").defer("learned").order_by("-number"))
     for version in rows:
         metrics = version.metrics or {}
-        version.acc_pct = percent(metrics.get("accuracy"))
-        version.bal_pct = percent(metrics.get("balanced_accuracy"))
+        version.acc_pct = percent(version.score)
+        version.bal_pct = percent(metrics.get("exact_match" if version.multi_label else "balanced_accuracy"))
     context = {
         "project": project,
         "versions": rows,

@@ -341,3 +341,49 @@ def test_a_batch_prediction_answers_each_label(trained_multi, editor, django_cap
         )
     )
     assert right >= 16  # the pictures it learned from
+
+
+def test_label_next_orders_unlabelled_pictures_for_a_multi_label_version(
+    trained_multi, api_for, editor, django_capture_on_commit_callbacks
+):
+    from webui.serving.models import Suggestion
+    from webui.serving.suggestions import request_refresh, run_refresh
+
+    api = api_for(editor)
+    url = f"/api/v1/projects/{trained_multi.pk}/images/"
+    for i, (red, blue) in enumerate(KINDS):
+        api.post(url, {"files": [photo(shapes(red, blue, 700 + i), f"new{i}.jpg")]}, format="multipart")
+    version = trained_multi.serving_version
+    with django_capture_on_commit_callbacks(execute=False):
+        job = request_refresh(version, editor)
+    run_refresh(job.pk)
+    ranked = Suggestion.objects.filter(version=version).exclude(next_rank=None)
+    assert ranked.count() == 4
+    assert all(0 <= s.uncertainty <= 1 for s in ranked)
+    listed = api.get(url, {"unlabeled": "true", "order": "next"}).json()["results"]
+    assert len(listed) == 4
+    page = api_for(editor).get(reverse("projects:label", args=[trained_multi.pk]), {"show": "next"})
+    assert len(page.context["tiles"]) == 4
+
+
+def test_the_versions_overview_and_compare_pages_speak_of_mean_average_precision(
+    trained_multi, api_for, client_for, editor, django_capture_on_commit_callbacks
+):
+    from webui.training.services import run_training, start_training
+
+    image = trained_multi.images.labelled().filter(labels__isnull=True).first()
+    api_for(editor).patch(f"/api/v1/images/{image.pk}/", {"labels": ["red"]}, format="json")
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start_training(trained_multi, editor, {"strategy": "linear"})
+    run_training(run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    client = client_for(editor)
+    versions = client.get(reverse("training:versions", args=[trained_multi.pk])).content.decode()
+    assert "Mean average precision" in versions and "Every label right" in versions
+    overview = client.get(reverse("projects:detail", args=[trained_multi.pk])).content.decode()
+    assert "mean average precision of v" in overview
+    compare = client.get(reverse("training:compare", args=[trained_multi.pk]), {"a": 1, "b": 2})
+    assert [row["name"] for row in compare.context["overall"]][0] == "Mean average precision"
+    assert compare.context["overall"][0]["b"] is not None
+    assert [row["label"] for row in compare.context["per_label"]] == ["red", "blue"]
