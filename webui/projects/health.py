@@ -13,8 +13,38 @@ from webui.projects.models import Project
 HEALTH_FINDINGS = 6
 
 
+def _multi_label_rows(project: Project) -> list[dict]:
+    """Multi-label readiness: each label needs pictures with it and pictures without it."""
+    from classifier.multilabel import MIN_PER_SIDE
+
+    labelled = project.images.labelled().count()
+    rows = []
+    for label in project.labels.annotate(image_count=Count("tagged_images")):
+        n, lack = label.image_count, labelled - label.image_count
+        if n < MIN_PER_SIDE or lack < MIN_PER_SIDE:
+            more = (
+                f"{MIN_PER_SIDE - n} more with it"
+                if n < MIN_PER_SIDE
+                else f"{MIN_PER_SIDE - lack} more without it"
+            )
+            status, note = "bad", f"needs {more} to train"
+        elif n < USEFUL_PER_LABEL:
+            status, note = "warn", f"trains, but {USEFUL_PER_LABEL}+ with it make a useful model"
+        else:
+            status, note = (
+                "ok",
+                f"{USEFUL_PER_LABEL}+ images with it, {lack} without: enough for a useful model",
+            )
+        rows.append({"label": label, "count": n, "status": status, "note": note})
+    return rows
+
+
 def data_health(project: Project) -> dict:
     """What a person should know before training: per-label readiness, imbalance, engine findings."""
+    if project.multi_label:
+        return _health(
+            project, _multi_label_rows(project), None, lambda rows: all(r["status"] != "bad" for r in rows)
+        )
     labels = list(project.labels.annotate(image_count=Count("images")))
     counts = {label.name: label.image_count for label in labels}
     # The strategy rule itself decides "enough to adapt": the smallest label and the total both count.
@@ -31,8 +61,14 @@ def data_health(project: Project) -> dict:
         else:
             status, note = "great", f"{ADAPT_PER_LABEL}+ images: enough for a GPU worker to adapt the network"
         rows.append({"label": label, "count": n, "status": status, "note": note})
-    ready = sum(1 for r in rows if r["count"] >= MIN_PER_LABEL)
     ratio = imbalance(counts)
+    return _health(
+        project, rows, ratio, lambda rows: sum(1 for r in rows if r["count"] >= MIN_PER_LABEL) >= 2
+    )
+
+
+def _health(project: Project, rows: list[dict], ratio: float | None, trainable) -> dict:
+    ready = sum(1 for r in rows if r["status"] != "bad")
     biggest = max((r["count"] for r in rows), default=0)
     for row in rows:
         row["percent"] = round(100 * row["count"] / biggest) if biggest else 0
@@ -48,7 +84,7 @@ def data_health(project: Project) -> dict:
     return {
         "rows": rows,
         "ready_labels": ready,
-        "can_train": ready >= 2,
+        "can_train": bool(rows) and trainable(rows),
         "imbalance": None if ratio is None else round(ratio, 1),
         # What the serving version's audit found, as its results page lists it, a few of each kind.
         "findings": findings(project, version, limit=HEALTH_FINDINGS),

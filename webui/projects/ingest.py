@@ -112,7 +112,7 @@ def ingest_image(
         with transaction.atomic():
             image.save()
             if labels:
-                image.labels.set(labels)
+                image.labels.set({label.pk for label in labels})  # "cat" and "Cat" are one label
     except IntegrityError:
         # The same bytes arrived in a concurrent request that committed first.
         default_storage.delete(image.file.name)

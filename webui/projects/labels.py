@@ -37,10 +37,13 @@ def set_labels(images, labels: list[Label]) -> int:
     """Give many pictures of a multi-label project exactly these labels (an empty list: none of them,
     which is an answer a person gave, unlike unlabelled). Returns: how many pictures."""
     ids = list(images.values_list("pk", flat=True))
+    label_ids = sorted({label.pk for label in labels})  # "cat" and "Cat" are one label
     through = Image.labels.through
     with transaction.atomic():
         through.objects.filter(image_id__in=ids).delete()
-        through.objects.bulk_create([through(image_id=i, label_id=label.pk) for i in ids for label in labels])
+        rows = [through(image_id=i, label_id=label_id) for i in ids for label_id in label_ids]
+        # A concurrent change to the same pictures may have put a row back: one row per pair stays.
+        through.objects.bulk_create(rows, ignore_conflicts=True)
         Image.objects.filter(pk__in=ids).update(labeled_at=timezone.now())
     return len(ids)
 
@@ -55,9 +58,8 @@ def toggle_label(images, label: Label, present: bool) -> int:
             have = set(
                 through.objects.filter(image_id__in=ids, label=label).values_list("image_id", flat=True)
             )
-            through.objects.bulk_create(
-                [through(image_id=i, label_id=label.pk) for i in ids if i not in have]
-            )
+            rows = [through(image_id=i, label_id=label.pk) for i in ids if i not in have]
+            through.objects.bulk_create(rows, ignore_conflicts=True)  # a concurrent toggle added it too
         else:
             through.objects.filter(image_id__in=ids, label=label).delete()
         Image.objects.filter(pk__in=ids).update(labeled_at=timezone.now())

@@ -387,3 +387,39 @@ def test_the_versions_overview_and_compare_pages_speak_of_mean_average_precision
     assert [row["name"] for row in compare.context["overall"]][0] == "Mean average precision"
     assert compare.context["overall"][0]["b"] is not None
     assert [row["label"] for row in compare.context["per_label"]] == ["red", "blue"]
+
+
+def test_the_same_label_twice_in_a_set_is_one_label(api_for, multi_project, editor):
+    api = api_for(editor)
+    url = f"/api/v1/projects/{multi_project.pk}/images/"
+    sent = api.post(
+        url, {"files": [photo(shapes(True, False, 9), "a.jpg")], "labels": ["red", "RED"]}, format="multipart"
+    )
+    assert sent.status_code == 201 and sent.json()["images"][0]["labels"] == ["red"]
+    detail = f"/api/v1/images/{sent.json()['images'][0]['id']}/"
+    again = api.patch(detail, {"labels": ["blue", "Blue", "red"]}, format="json")
+    assert again.status_code == 200 and sorted(again.json()["labels"]) == ["blue", "red"]
+    for bad in ({"labels": "red"}, {"labels": [""]}, {"labels": ["x" * 101]}, {"labels": [1, {"a": 2}]}):
+        response = api.patch(detail, bad, format="json")
+        assert response.status_code == 400, (bad, response.content)
+
+
+def test_data_health_counts_pictures_with_and_without_each_label(api_for, client_for, multi_project, editor):
+    api = api_for(editor)
+    url = f"/api/v1/projects/{multi_project.pk}/images/"
+    for i in range(3):
+        api.post(
+            url,
+            {"files": [photo(shapes(True, False, 40 + i), "r.jpg")], "labels": ["red"]},
+            format="multipart",
+        )
+    api.post(
+        url, {"files": [photo(shapes(False, True, 50), "b.jpg")], "labels": ["blue"]}, format="multipart"
+    )
+    page = client_for(editor).get(reverse("projects:detail", args=[multi_project.pk]))
+    rows = {row["label"].name: row for row in page.context["health"]["rows"]}
+    assert (rows["red"]["count"], rows["red"]["status"]) == (3, "bad")  # only 1 without it
+    assert rows["red"]["note"] == "needs 1 more without it to train"
+    assert rows["blue"]["note"] == "needs 1 more with it to train"
+    assert not page.context["health"]["can_train"]
+    assert "2 without it" in page.content.decode()
