@@ -120,16 +120,22 @@ def _upload(site: Site, project: int, paths: list[Path], label: str) -> None:
         site.api("POST", f"projects/{project}/images/", files=files, data={"label": label})
 
 
-def _train_until_served(site: Site, project: int) -> tuple[dict, float, float]:
-    """(run, seconds to SUCCEEDED, seconds to the first prediction naming the new version)."""
-    probe = next((REPO.parent / "shared/datasets/hymenoptera/val/bees").iterdir()).read_bytes()
-    started = time.perf_counter()
+def train(site: Site, project: int) -> dict:
+    """Start a linear training and wait for it; the succeeded run. Raises RuntimeError if it fails."""
     run = site.api("POST", f"projects/{project}/train/", json={"strategy": "linear"})
     while run["status"] in ("queued", "running"):
         time.sleep(0.1)
         run = site.api("GET", f"runs/{run['id']}/")
     if run["status"] != "succeeded":
         raise RuntimeError(f"training {run['status']}: {run['error']}")
+    return run
+
+
+def _train_until_served(site: Site, project: int) -> tuple[dict, float, float]:
+    """(run, seconds to SUCCEEDED, seconds to the first prediction naming the new version)."""
+    probe = next((REPO.parent / "shared/datasets/hymenoptera/val/bees").iterdir()).read_bytes()
+    started = time.perf_counter()
+    run = train(site, project)
     trained = time.perf_counter() - started
     answer = site.api(
         "POST", f"projects/{project}/predict/", files={"file": ("q.jpg", probe)},

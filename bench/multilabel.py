@@ -52,6 +52,21 @@ def cards(n: int, scans: np.ndarray, digits: np.ndarray, rng) -> tuple[list[byte
     return pictures, Y
 
 
+def card_sets(n_train: int, n_test: int, seed: int):
+    """Training and test cards drawn from disjoint halves of the scans.
+
+    Returns: (train pictures, their labels [n_train, 6], test pictures, their labels [n_test, 6])."""
+    from sklearn.datasets import load_digits
+
+    rng = np.random.default_rng(seed)
+    digits = load_digits()
+    order = rng.permutation(len(digits.images))
+    half = len(order) // 2
+    train_pictures, Y_train = cards(n_train, digits.images[order[:half]], digits.target[order[:half]], rng)
+    test_pictures, Y_test = cards(n_test, digits.images[order[half:]], digits.target[order[half:]], rng)
+    return train_pictures, Y_train, test_pictures, Y_test
+
+
 def _vectors(extractor, pictures: list[bytes]) -> np.ndarray:
     """The cached-vector layout a training reads (pooled features, then the taps), one row per picture."""
     import hashlib
@@ -76,8 +91,6 @@ def probes(X_train, Y_train, X_test, standardise: bool) -> np.ndarray:
 
 
 def main(argv=None) -> dict:
-    from sklearn.datasets import load_digits
-
     from classifier.features import Extractor
     from classifier.multilabel import fit_multilabel, scores
 
@@ -89,12 +102,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--representation", default="depths", choices=["last", "depths", "layout"])
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    digits = load_digits()
-    order = rng.permutation(len(digits.images))
-    half = len(order) // 2  # training cards draw from one half of the scans, test cards from the other
-    train_pictures, Y_train = cards(args.train, digits.images[order[:half]], digits.target[order[:half]], rng)
-    test_pictures, Y_test = cards(args.test, digits.images[order[half:]], digits.target[order[half:]], rng)
+    train_pictures, Y_train, test_pictures, Y_test = card_sets(args.train, args.test, args.seed)
 
     started = time.perf_counter()
     extractor = Extractor()

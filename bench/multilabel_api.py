@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.api_pipeline import Site
+from bench.api_pipeline import Site, train
 from bench.common import report
-from bench.multilabel import LABELS, cards, probes
+from bench.multilabel import LABELS, card_sets, probes
 
 
 def _upload(site: Site, project: int, pictures: list[bytes], Y: np.ndarray) -> None:
@@ -45,16 +45,6 @@ def _upload(site: Site, project: int, pictures: list[bytes], Y: np.ndarray) -> N
                     site.api("PATCH", f"images/{image['id']}/", json={"labels": []})
 
 
-def _train(site: Site, project: int) -> dict:
-    run = site.api("POST", f"projects/{project}/train/", json={"strategy": "linear"})
-    while run["status"] in ("queued", "running"):
-        time.sleep(0.2)
-        run = site.api("GET", f"runs/{run['id']}/")
-    if run["status"] != "succeeded":
-        raise RuntimeError(f"training {run['status']}: {run['error']}")
-    return run
-
-
 def _features(pictures: list[bytes]) -> np.ndarray:
     """The cards' vectors as a site training reads them (the default backbone, several depths)."""
     from classifier.features import Extractor
@@ -68,8 +58,6 @@ def _features(pictures: list[bytes]) -> np.ndarray:
 
 
 def main(argv=None) -> dict:
-    from sklearn.datasets import load_digits
-
     from classifier.multilabel import scores
 
     parser = argparse.ArgumentParser(
@@ -79,12 +67,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--test", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    digits = load_digits()
-    order = rng.permutation(len(digits.images))
-    half = len(order) // 2  # training and test cards draw from different scans
-    train_pictures, Y_train = cards(args.train, digits.images[order[:half]], digits.target[order[:half]], rng)
-    test_pictures, Y_test = cards(args.test, digits.images[order[half:]], digits.target[order[half:]], rng)
+    train_pictures, Y_train, test_pictures, Y_test = card_sets(args.train, args.test, args.seed)
 
     with tempfile.TemporaryDirectory(prefix="pinhole-bench-") as tmp:
         site = Site(Path(tmp))
@@ -94,7 +77,7 @@ def main(argv=None) -> dict:
             started = time.perf_counter()
             _upload(site, project, train_pictures, Y_train)
             uploaded = time.perf_counter() - started
-            run = _train(site, project)
+            run = train(site, project)
             trained = time.perf_counter() - started - uploaded
             version = site.api("GET", f"versions/{run['model_version_id']}/")
             P = np.zeros(Y_test.shape)

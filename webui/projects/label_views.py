@@ -170,16 +170,20 @@ def label_apply(request, project_id):
     else:
         label_obj = project.labels.filter(pk=target if target.isdigit() else None).first()
         if label_obj is None:
-            if _wants_json(request):
-                return JsonResponse({"error": "no such label in this project"}, status=400)
-            messages.error(request, "No such label in this project.")
-            return _back(request, project)
+            return _no_such_label(request, project)
         changed = set_label(images, label_obj)
         summary = f"Labelled {changed} image{'s' if changed != 1 else ''} “{label_obj.name}”."
     if _wants_json(request):
         label_body = label_obj and {"id": label_obj.pk, "name": label_obj.name, "colour": label_obj.colour}
         return JsonResponse({"changed": changed, "label": label_body, "deleted": target == "delete"})
     messages.success(request, summary)
+    return _back(request, project)
+
+
+def _no_such_label(request, project):
+    if _wants_json(request):
+        return JsonResponse({"error": "no such label in this project"}, status=400)
+    messages.error(request, "No such label in this project.")
     return _back(request, project)
 
 
@@ -194,10 +198,7 @@ def _apply_multi_label(request, project, images, target: str):
     else:
         label_obj = project.labels.filter(pk=target if target.isdigit() else None).first()
         if label_obj is None:
-            if _wants_json(request):
-                return JsonResponse({"error": "no such label in this project"}, status=400)
-            messages.error(request, "No such label in this project.")
-            return _back(request, project)
+            return _no_such_label(request, project)
         present = request.POST.get("present", "1") != "0"
         changed = toggle_label(images, label_obj, present)
         summary = f"{'Added' if present else 'Removed'} “{label_obj.name}” {'to' if present else 'from'} {plural(changed)}."

@@ -9,10 +9,8 @@ agree with. An answer is "sure" when no label is within UNSURE_MARGIN of its thr
 
 from __future__ import annotations
 
-from django.db import transaction
-
-from webui.training.models import ModelVersion, ServingEvent
-from webui.training.thresholds import BadThreshold, parse
+from webui.training.models import ModelVersion
+from webui.training.thresholds import BadThreshold, change, parse
 
 # An answer with a label this close to its threshold (either side) is "not sure": it goes to review.
 UNSURE_MARGIN = 0.15
@@ -80,34 +78,18 @@ def set_label_thresholds(version: ModelVersion, values: dict[str, float | None],
     Returns:
         False when they were set so already (nothing recorded).
     """
-    with transaction.atomic():
-        current = (
-            (
-                ModelVersion.objects.select_for_update()
-                .filter(pk=version.pk)
-                .values_list("label_thresholds", flat=True)[0]
-            )
-            or {}
-        )
-        new = {**current, **{k: v for k, v in values.items() if v is not None}}
+
+    def merged(current):
+        new = {**(current or {}), **{k: v for k, v in values.items() if v is not None}}
         for name in [k for k, v in values.items() if v is None]:
             new.pop(name, None)
-        version.label_thresholds = new
-        if new == current:
-            return False
-        ModelVersion.objects.filter(pk=version.pk).update(label_thresholds=new)
-        changed = ", ".join(
-            f"{name} {'as trained' if value is None else f'at {round(value * 100)} %'}"
-            for name, value in sorted(values.items())
-        )
-        ServingEvent.objects.create(
-            project_id=version.project_id,
-            version=version,
-            action="threshold",
-            detail=f"labels present from: {changed}"[:200],
-            user=user if getattr(user, "is_authenticated", False) else None,
-        )
-    return True
+        return new
+
+    said = ", ".join(
+        f"{name} {'as trained' if value is None else f'at {round(value * 100)} %'}"
+        for name, value in sorted(values.items())
+    )
+    return change(version, "label_thresholds", merged, f"labels present from: {said}", user)
 
 
 def is_sure(labels: list[tuple[str, float, bool]], thresholds: dict[str, float]) -> bool:

@@ -115,21 +115,26 @@ def set_threshold(version: ModelVersion, threshold: float | None, user=None) -> 
     Returns:
         False when it was set so already (nothing recorded).
     """
+    return change(version, "answer_threshold", lambda _current: threshold, describe(threshold), user)
+
+
+def change(version: ModelVersion, field: str, new_value, detail: str, user=None) -> bool:
+    """Set one of the version's serving fields to `new_value(current value)` under a row lock, and
+    record it as a "threshold" ServingEvent saying `detail`. Returns: False when nothing changed."""
     with transaction.atomic():
         current = (
-            ModelVersion.objects.select_for_update()
-            .filter(pk=version.pk)
-            .values_list("answer_threshold", flat=True)[0]
+            ModelVersion.objects.select_for_update().filter(pk=version.pk).values_list(field, flat=True)[0]
         )
-        version.answer_threshold = threshold
-        if current == threshold:
+        value = new_value(current)
+        setattr(version, field, value)
+        if current == value:
             return False
-        ModelVersion.objects.filter(pk=version.pk).update(answer_threshold=threshold)
+        ModelVersion.objects.filter(pk=version.pk).update(**{field: value})
         ServingEvent.objects.create(
             project_id=version.project_id,
             version=version,
             action="threshold",
-            detail=describe(threshold),
+            detail=detail[:200],
             user=user if getattr(user, "is_authenticated", False) else None,
         )
     return True
