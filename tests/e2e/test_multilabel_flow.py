@@ -108,3 +108,18 @@ def test_flow6_multi_label_labelled_by_keyboard_trained_and_asked(live_app, sign
     expect(phone.locator(".try-answer .answer-title")).to_have_text("blue", timeout=30_000)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     shot(phone, "07b-try-it-on-a-phone")
+
+    # The review queue: the answer was kept if the model was unsure of a label (members' photos are
+    # kept by default); a member ticks the labels it shows.
+    tab(page, "Review").click()
+    page.wait_for_url("**/review/")
+    if page.locator(".review-item").count():
+        item = page.locator(".review-item").first
+        expect(item.locator("input[type=checkbox][name=labels]")).to_have_count(2)
+        shot(page, "08-review")
+        item.locator("input[value=red]").uncheck()
+        item.locator("input[value=blue]").check()
+        item.get_by_role("button", name="Add with these labels").click()
+        expect(page.locator(".messages")).to_contain_text("Added to the project as “blue”")
+    else:
+        expect(page.locator("main")).to_contain_text("Nothing to review")

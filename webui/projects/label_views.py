@@ -59,14 +59,14 @@ def label(request, project_id):
     elif show == "next" and version is not None:
         # The pictures a label would teach the model most, in the order a worker stored.
         images = suggestions.ordered_next(version, images.unlabeled())
-    elif show == "suggested" and not multi:
+    elif show == "suggested":
         # The model's guesses for the most recent unlabeled images, surest first: the ones to check and
         # accept quickly. Guesses are cached per version and image, so only new images cost a prediction.
         unlabeled = list(images.unlabeled()[:ACCEPT_LIMIT]) if version else []
         suggested = suggestions.stored(version, unlabeled) if version else {}
         suggested = {pk: s for pk, s in suggested.items() if not s["unknown"]}
         images = sorted(
-            (i for i in unlabeled if i.pk in suggested), key=lambda i: -suggested[i.pk]["probability"]
+            (i for i in unlabeled if i.pk in suggested), key=lambda i: -suggested[i.pk]["sureness"]
         )
     elif show == "mislabeled":
         order = {key: index for index, key in enumerate(mislabeled)}
@@ -82,8 +82,10 @@ def label(request, project_id):
 
     if multi:
         _multi_label_tiles(tiles, mislabeled if show == "mislabeled" else {})
-    elif version is not None and show != "suggested":
-        if show == "mislabeled":
+    if version is not None and show != "suggested":
+        if show == "mislabeled" and multi:
+            suggested = {}  # the tiles say which label it doubts (_multi_label_tiles)
+        elif show == "mislabeled":
             suggested = {
                 i.pk: {
                     "label": mislabeled[i.sha256].get("predicted"),
@@ -98,7 +100,12 @@ def label(request, project_id):
     by_name = {lab.name: lab for lab in labels}
     for tile in tiles:
         tile.suggestion = suggested.get(tile.pk)
-        if tile.suggestion:
+        if tile.suggestion and "present" in tile.suggestion:  # multi-label: a set of labels
+            said = [by_name[name] for name in tile.suggestion["present"] if name in by_name]
+            tile.suggestion["text"] = ", ".join(lab.name for lab in said) or "none of these"
+            tile.suggestion["ids"] = ",".join(str(lab.pk) for lab in said) or "none"
+            tile.suggestion["percent"] = round(100 * float(tile.suggestion["sureness"]))
+        elif tile.suggestion:
             tile.suggestion["label_obj"] = by_name.get(tile.suggestion["label"])
             tile.suggestion["percent"] = round(100 * float(tile.suggestion["probability"]))
 
@@ -192,6 +199,13 @@ def _apply_multi_label(request, project, images, target: str):
     if target == "none":
         changed = set_labels(images, [])
         summary = f"Marked {plural(changed)} as showing none of the labels."
+    elif target == "set":  # exactly these labels (a suggestion taken): `labels`, label ids
+        wanted = [int(part) for part in request.POST.get("labels", "").split(",") if part.strip().isdigit()]
+        chosen = list(project.labels.filter(pk__in=wanted))
+        if len(chosen) != len(set(wanted)):
+            return _no_such_label(request, project)
+        changed = set_labels(images, chosen)
+        summary = f"Labelled {plural(changed)} {', '.join(lab.name for lab in chosen) or 'none of these'}."
     elif target in ("unlabel", ""):
         changed = clear_labels(images)
         summary = f"Made {plural(changed)} unlabelled again."
@@ -222,9 +236,7 @@ def accept_suggestions(request, project_id):
     project = get_project_for_user(request.user, project_id, write=True)
     form = AcceptSuggestionsForm(request.POST)
     version = project.serving_version
-    if project.multi_label:
-        messages.error(request, "Suggestions can be accepted in projects with one label per picture.")
-    elif version is None:
+    if version is None:
         messages.error(request, "There is no model yet: train one, then its suggestions appear here.")
     elif not form.is_valid():
         messages.error(request, "Choose a confidence between 50 and 100 %.")

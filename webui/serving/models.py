@@ -133,6 +133,9 @@ class Suggestion(models.Model):
     uncertainty = models.FloatField(default=0.0)
     embedding = models.BinaryField(default=b"")
     next_rank = models.PositiveIntegerField(null=True, blank=True)
+    # Multi-label versions: {label: probability} for every label, and the labels it says are there.
+    probabilities = models.JSONField(null=True, blank=True)
+    present = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "sha256"], name="unique_suggestion")]
@@ -141,7 +144,19 @@ class Suggestion(models.Model):
         return f"{self.version}: {self.sha256[:12]} -> {self.label}"
 
     def as_dict(self) -> dict:
-        return {"label": self.label, "probability": self.probability, "unknown": self.unknown}
+        answer = {"label": self.label, "probability": self.probability, "unknown": self.unknown}
+        if self.present is not None:
+            answer.update(present=list(self.present), probabilities=dict(self.probabilities or {}))
+        return answer
+
+    def sureness(self) -> float:
+        """Multi-label: how sure it is of its least sure label, either way (each label's probability of
+        being there, or of not being there, whichever it said); single-label: its probability."""
+        if self.present is None:
+            return self.probability
+        chosen = set(self.present)
+        sides = [p if name in chosen else 1 - p for name, p in (self.probabilities or {}).items()]
+        return min(sides, default=0.0)
 
 
 class SuggestionRefresh(Job):

@@ -96,15 +96,8 @@ def record(project, result: dict, source: str, data: bytes | None = None) -> Pre
             reason=reason,
             sha256=fingerprint(data) if data is not None else "",
         )
-        # Only an answer whose photo is kept can be reviewed (a person labels the photo). Multi-label
-        # answers are recorded and counted, but the queue's review page gives one label per photo.
-        if (
-            reason
-            and "labels" not in result
-            and data is not None
-            and keeps_photos(project, source)
-            and store_photo(row, data)
-        ):
+        # Only an answer whose photo is kept can be reviewed (a person labels the photo).
+        if reason and data is not None and keeps_photos(project, source) and store_photo(row, data):
             row.review = Review.QUEUED
         row.save()
         if row.photo:  # only a recording that kept a photo sweeps old ones: most predictions skip it

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from webui.projects.ingest import ingest_image
-from webui.projects.labels import set_label
+from webui.projects.labels import set_label, set_labels
 from webui.serving.models import PredictionRecord
 from webui.serving.records import Reason, Review, fingerprint, remove_photo, store_photo
 
@@ -63,6 +63,34 @@ def resolve(row: PredictionRecord, label_name: str, user) -> PredictionRecord:
         row.reviewed_by, row.reviewed_at = user, timezone.now()
         row.save(update_fields=["image", "review", "reviewed_by", "reviewed_at"])
     remove_photo(row)  # the image has its own copy now
+    return row
+
+
+def resolve_set(row: PredictionRecord, label_names: list[str], user) -> PredictionRecord:
+    """Multi-label projects: the photo shows exactly these labels ([]: none of them); it joins the
+    project with that set ("accepted" when it is what the model said).
+
+    Raises:
+        CannotReview: not waiting, no photo, or a name that is not a label of the project.
+    """
+    labels = list(row.project.labels.filter(name__in=label_names))
+    if len(labels) != len(set(label_names)):
+        raise CannotReview("one of those is not a label of this project")
+    with transaction.atomic():
+        row = _waiting(PredictionRecord.objects.select_for_update().get(pk=row.pk))
+        if not row.photo:
+            raise CannotReview("no photo was kept with this answer, so there is nothing to label")
+        with default_storage.open(row.photo.name, "rb") as handle:
+            photo = ContentFile(handle.read(), name=f"review-{row.pk}.jpg")
+        image = ingest_image(row.project, user, photo).image
+        set_labels(row.project.images.filter(pk=image.pk), labels)  # new or already there: a member decides
+        image.refresh_from_db()
+        said = {name for name in row.label.split(", ") if name}
+        row.image = image
+        row.review = Review.ACCEPTED if said == {label.name for label in labels} else Review.RELABELLED
+        row.reviewed_by, row.reviewed_at = user, timezone.now()
+        row.save(update_fields=["image", "review", "reviewed_by", "reviewed_at"])
+    remove_photo(row)
     return row
 
 

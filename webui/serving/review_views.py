@@ -23,10 +23,13 @@ def queue_page(request, project_id: int):
     project = get_project_for_user(request.user, project_id)
     waiting = review.queue(project).select_related("version")
     page = Paginator(waiting, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    for row in rows:  # multi-label: the labels the model said are there, ticked to start with
+        row.said = [name for name in row.label.split(", ") if name]
     context = {
         "project": project,
         "page": page,
-        "rows": list(page.object_list),
+        "rows": rows,
         "labels": list(project.labels.all()),
         "can_edit": project.can_edit(request.user),
         "waiting": page.paginator.count,
@@ -38,13 +41,21 @@ def queue_page(request, project_id: int):
 @login_required
 @require_POST
 def decide(request, project_id: int, record_id: int):
-    """`label`: what the photo shows (it becomes a labelled image); or `discard`."""
+    """`label`: what the photo shows (it becomes a labelled image); multi-label projects: `labels` (any
+    number of them) or `none`; or `discard`."""
     project = get_project_for_user(request.user, project_id, write=True)
     row = get_object_or_404(PredictionRecord, pk=record_id, project=project)
     try:
         if "discard" in request.POST:
             review.discard(row, request.user)
             messages.success(request, "Discarded.")
+        elif project.multi_label:
+            names = [] if "none" in request.POST else request.POST.getlist("labels")
+            row = review.resolve_set(row, names, request.user)
+            messages.success(
+                request,
+                f"Added to the project as “{row.image.label_text}”: the next training learns from it.",
+            )
         else:
             row = review.resolve(row, request.POST.get("label", ""), request.user)
             messages.success(

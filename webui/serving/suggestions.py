@@ -38,7 +38,7 @@ def stored(version, images) -> dict[int, dict]:
     rows = Suggestion.objects.filter(
         version=version, sha256__in=[image.sha256 for image in images], readable=True
     )
-    by_hash = {row.sha256: row.as_dict() for row in rows}
+    by_hash = {row.sha256: {**row.as_dict(), "sureness": row.sureness()} for row in rows}
     return {image.pk: dict(by_hash[image.sha256]) for image in images if image.sha256 in by_hash}
 
 
@@ -93,6 +93,7 @@ def run_refresh(job_id: int) -> None:
                         readable="error" not in answer,
                         uncertainty=answer.get("uncertainty", 0.0),
                         embedding=_packed(answer.get("embedding")),
+                        **_multi_label(answer),
                     )
                     for image, answer in zip(
                         chunk, predict_stored(version, chunk, for_labelling=True), strict=True
@@ -111,6 +112,16 @@ def run_refresh(job_id: int) -> None:
         lifecycle.finish(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return
     lifecycle.finish(job, JobStatus.SUCCEEDED, progress=1.0, message=f"{len(todo)} pictures looked at")
+
+
+def _multi_label(answer: dict) -> dict:
+    """A multi-label answer's probabilities and present labels, as Suggestion stores them."""
+    if "labels" not in answer:
+        return {}
+    return {
+        "probabilities": {row["label"]: row["probability"] for row in answer["labels"]},
+        "present": [row["label"] for row in answer["labels"] if row["present"]],
+    }
 
 
 def _packed(embedding) -> bytes:
@@ -172,29 +183,31 @@ class Accepted:
 
 def accept(project, version, threshold: float, *, limit: int = 500, user=None) -> Accepted:
     """Label up to `limit` unlabeled images with the version's stored suggestion where it is at least
-    `threshold` sure. Pictures the model finds unlike anything it was trained on are never labelled this
+    `threshold` sure (multi-label: of every label, that it is there or that it is not, as it said). Pictures the model finds unlike anything it was trained on are never labelled this
     way; pictures without a suggestion yet are left for the refresh this queues."""
-    from webui.projects.labels import set_label
+    from webui.projects.labels import set_label, set_labels
 
     unlabeled = project.images.unlabeled().order_by("-created", "-id")
     total = unlabeled.count()
     chosen = list(unlabeled[:limit])
     labels = {label.name: label for label in project.labels.all()}
     known = stored(version, chosen)
-    by_label: dict[str, list[int]] = {}
+    # What each picture becomes: its one label, or (multi-label) its set of labels.
+    by_answer: dict[tuple[str, ...], list[int]] = {}
     for image_id, suggestion in known.items():
-        if (
-            suggestion["unknown"]
-            or suggestion["probability"] < threshold
-            or suggestion["label"] not in labels
-        ):
+        said = tuple(suggestion["present"]) if "present" in suggestion else (suggestion["label"],)
+        if suggestion["unknown"] or suggestion["sureness"] < threshold or not set(said) <= set(labels):
             continue
-        by_label.setdefault(suggestion["label"], []).append(image_id)
+        by_answer.setdefault(said, []).append(image_id)
     labelled = 0
     with transaction.atomic():
-        for name, ids in by_label.items():
+        for said, ids in by_answer.items():
             # Unlabeled again: someone may have labelled one by hand meanwhile; theirs wins.
-            labelled += set_label(project.images.filter(pk__in=ids).unlabeled(), labels[name])
+            still = project.images.filter(pk__in=ids).unlabeled()
+            if project.multi_label:
+                labelled += set_labels(still, [labels[name] for name in said])
+            else:
+                labelled += set_label(still, labels[said[0]])
     pending = 0
     if len(known) < len(chosen):
         refresh = request_refresh(version, user)

@@ -423,3 +423,88 @@ def test_data_health_counts_pictures_with_and_without_each_label(api_for, client
     assert rows["blue"]["note"] == "needs 1 more with it to train"
     assert not page.context["health"]["can_train"]
     assert "2 without it" in page.content.decode()
+
+
+def test_suggested_label_sets_are_shown_and_taken_when_sure_of_every_label(
+    trained_multi, api_for, client_for, editor, django_capture_on_commit_callbacks
+):
+    from webui.serving.models import Suggestion
+    from webui.serving.suggestions import request_refresh, run_refresh
+
+    api = api_for(editor)
+    url = f"/api/v1/projects/{trained_multi.pk}/images/"
+    for i, (red, blue) in enumerate(KINDS * 2):
+        api.post(url, {"files": [photo(shapes(red, blue, 800 + i), f"new{i}.jpg")]}, format="multipart")
+    version = trained_multi.serving_version
+    with django_capture_on_commit_callbacks(execute=False):
+        job = request_refresh(version, editor)
+    run_refresh(job.pk)
+    rows = {row.sha256: row for row in Suggestion.objects.filter(version=version)}
+    assert all(set(row.probabilities) == {"red", "blue"} for row in rows.values())
+
+    client = client_for(editor)
+    page = client.get(reverse("projects:label", args=[trained_multi.pk]), {"show": "suggested"})
+    tiles = page.context["tiles"]
+    assert tiles and all("text" in tile.suggestion for tile in tiles)
+    sureness = [tile.suggestion["sureness"] for tile in tiles]
+    assert sureness == sorted(sureness, reverse=True)
+
+    # Taking one suggestion from the page: exactly its set.
+    first = tiles[0]
+    apply = reverse("projects:label-apply", args=[trained_multi.pk])
+    ids = "" if first.suggestion["ids"] == "none" else first.suggestion["ids"]
+    body = client.post(
+        apply, {"images": str(first.pk), "label": "set", "labels": ids}, HTTP_ACCEPT="application/json"
+    ).json()
+    assert body["images"][str(first.pk)] == [int(i) for i in ids.split(",") if i]
+
+    # Accepting in bulk: only where every label is at least that sure, either way.
+    bar = 0.55
+    client.post(reverse("projects:accept-suggestions", args=[trained_multi.pk]), {"threshold": "55"})
+    for image in trained_multi.images.filter(original_name__startswith="new").prefetch_related("labels"):
+        row = rows[image.sha256]
+        if image.pk == first.pk:
+            continue
+        if row.sureness() >= bar and not row.unknown:
+            assert sorted(lab.name for lab in image.labels.all()) == sorted(row.present), image
+        else:
+            assert not image.is_labelled
+
+
+def test_an_unsure_multi_label_answer_is_reviewed_into_a_label_set(trained_multi, client_for, editor):
+    from webui.serving import records
+    from webui.serving.models import PredictionRecord
+
+    version = trained_multi.serving_version
+    rows = []
+    for seed in (901, 902):
+        result = {
+            "label": "red",
+            "probability": 0.55,
+            "top": [{"label": "red", "probability": 0.55}, {"label": "blue", "probability": 0.2}],
+            "labels": [
+                {"label": "red", "probability": 0.55, "present": True},
+                {"label": "blue", "probability": 0.2, "present": False},
+            ],
+            "unknown": False,
+            "sure": False,
+            "threshold": None,
+            "model_version": version.number,
+            "model_version_id": version.pk,
+        }
+        rows.append(
+            records.record(trained_multi, result, PredictionRecord.Source.TRY, shapes(True, True, seed))
+        )
+    assert all(row.review == "queued" and row.label == "red" for row in rows)
+    client = client_for(editor)
+    page = client.get(reverse("serving:review", args=[trained_multi.pk])).content.decode()
+    assert 'type="checkbox" name="labels" value="red" checked' in page
+    decide = reverse("serving:review-decide", args=[trained_multi.pk, rows[0].pk])
+    response = client.post(decide, {"labels": ["red", "blue"]}, follow=True)
+    assert "Added to the project as “red, blue”" in response.content.decode()
+    rows[0].refresh_from_db()
+    assert rows[0].review == "relabelled"
+    assert sorted(lab.name for lab in rows[0].image.labels.all()) == ["blue", "red"]
+    client.post(reverse("serving:review-decide", args=[trained_multi.pk, rows[1].pk]), {"none": "1"})
+    rows[1].refresh_from_db()
+    assert rows[1].image.is_labelled and not rows[1].image.labels.exists()

@@ -151,7 +151,7 @@
     cap.textContent = "";
     if (ids !== null && !ids.length) cap.appendChild(chip("none of these"));
     labels.filter((l) => ids && ids.includes(String(l.id))).forEach((l) => cap.appendChild(chip(l.name, l.colour)));
-    const leaves = (show === "unlabeled" || show === "next") ? ids !== null
+    const leaves = (show === "unlabeled" || show === "next" || show === "suggested") ? ids !== null
       : show === "none" ? !(ids && ids.length === 0) : show === "mislabeled";
     tile.classList.toggle("done", leaves);
   }
@@ -171,10 +171,11 @@
     chain = chain.then(() => sendMulti(list, value, present, label));
   }
 
-  async function sendMulti(list, value, present, label) {
+  async function sendMulti(list, value, present, label, labelIds) {
     if (present === "toggle") present = !list.every((t) => (idsOf(t) || []).includes(String(value)));
     const body = { images: list.map((t) => t.dataset.id).join(","), label: value };
     if (label) body.present = present ? "1" : "0";
+    if (labelIds !== undefined) body.labels = labelIds;
     const result = await Pinhole.post(applyUrl, body);
     if (!result.ok) {
       Pinhole.toast((result.body && (result.body.error || result.body.detail)) || "Could not save (" + result.status + ")", "bad");
@@ -182,7 +183,8 @@
     }
     const now = result.body.images || {};
     list.forEach((t) => { if (t.dataset.id in now) paintMulti(t, now[t.dataset.id] === null ? null : now[t.dataset.id].map(String)); });
-    const what = label ? (present ? "+ " : "\u2212 ") + label.name : value === "none" ? "None of these" : "Unlabelled";
+    const what = label ? (present ? "+ " : "\u2212 ") + label.name
+      : value === "set" ? "Suggestion taken" : value === "none" ? "None of these" : "Unlabelled";
     Pinhole.toast(what + " \u00b7 " + list.length, "ok");
   }
 
@@ -223,6 +225,23 @@
   }
 
   async function acceptSuggestions() {
+    if (multi) {
+      // Multi-label: each picture takes its suggested set of labels ("none": none of them).
+      const list = targets().filter((t) => t.dataset.suggestIds);
+      if (!list.length) { Pinhole.toast("No suggestion for this picture"); return; }
+      const wasSelection = selected.size > 0;
+      if (wasSelection) { selected.clear(); refreshSelection(); } else focusTile(focusIndex + 1, true);
+      const sets = new Map();
+      list.forEach((t) => {
+        const key = t.dataset.suggestIds === "none" ? "" : t.dataset.suggestIds;
+        if (!sets.has(key)) sets.set(key, []);
+        sets.get(key).push(t);
+      });
+      sets.forEach((group, ids) => {
+        chain = chain.then(() => sendMulti(group, "set", undefined, undefined, ids));
+      });
+      return;
+    }
     const groups = new Map();
     targets().forEach((t) => {
       if (!t.dataset.suggestId) return;
@@ -266,6 +285,7 @@
       const label = labels[parseInt(key, 10) - 1];
       if (label) toggleLabel(String(label.id)); else handled = false;
     } else if (multi && key === "n") apply("none");
+    else if (multi && key === "a" && !(e.ctrlKey || e.metaKey)) acceptSuggestions();
     else if (multi && (key === "u" || key === "0")) apply("unlabel");
     else if (key === " " || key === "Enter") {
       const tile = tiles()[focusIndex];
