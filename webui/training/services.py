@@ -79,6 +79,11 @@ def normalise_params(project: Project, params: dict | None) -> dict:
     strategy = params.get("strategy") or "auto"
     if strategy not in STRATEGY_CHOICES:
         raise TrainingRefused(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGY_CHOICES)}")
+    if project.multi_label and strategy not in ("auto", "linear"):
+        raise TrainingRefused(
+            f"projects whose pictures may have several labels train linear heads; the {strategy} strategy "
+            "(adapting the network) is for one label per picture"
+        )
     seed = params.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise TrainingRefused("seed must be a whole number from 0 to 2147483647")

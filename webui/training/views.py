@@ -79,7 +79,8 @@ def train(request, project_id: int):
     from classifier.backbones import list_backbones
 
     project = get_project_for_user(request.user, project_id)
-    labels = project.labels.annotate(n=Count("images")).order_by("order", "name")
+    labels = project.labels.annotate(n=Count("tagged_images" if project.multi_label else "images"))
+    labels = labels.order_by("order", "name")
     unlabeled = project.images.unlabeled().count()
     try:
         check_ready(project)
@@ -95,6 +96,7 @@ def train(request, project_id: int):
         "can_edit": project.can_edit(request.user),
         "labels": labels,
         "unlabeled": unlabeled,
+        "labelled": project.images.labelled().count(),
         "not_ready": not_ready,
         "run": run,
         "phase": phase_message(run) if run else "",

@@ -3,6 +3,8 @@ version with a head per label, answers per label, per-label thresholds."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -508,3 +510,25 @@ def test_an_unsure_multi_label_answer_is_reviewed_into_a_label_set(trained_multi
     client.post(reverse("serving:review-decide", args=[trained_multi.pk, rows[1].pk]), {"none": "1"})
     rows[1].refresh_from_db()
     assert rows[1].image.is_labelled and not rows[1].image.labels.exists()
+
+
+def test_the_train_page_counts_pictures_with_each_label_and_offers_only_linear(
+    api_for, client_for, multi_project, editor
+):
+    from webui.training.services import TrainingRefused, start_training
+
+    api = api_for(editor)
+    url = f"/api/v1/projects/{multi_project.pk}/images/"
+    for i in range(3):
+        api.post(
+            url,
+            {"files": [photo(shapes(True, True, 60 + i), "rb.jpg")], "labels": ["red", "blue"]},
+            format="multipart",
+        )
+    page = client_for(editor).get(reverse("training:train", args=[multi_project.pk]))
+    counts = {label.name: label.n for label in page.context["labels"]}
+    assert counts == {"red": 3, "blue": 3}
+    html = page.content.decode()
+    assert re.search(r'value="full"\s+disabled', html) and "needs more" in html  # none without either label
+    with pytest.raises(TrainingRefused, match="train linear heads"):
+        start_training(multi_project, editor, {"strategy": "partial"})
