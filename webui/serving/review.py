@@ -40,6 +40,15 @@ def _waiting(row: PredictionRecord) -> PredictionRecord:
     return row
 
 
+def _locked_with_photo(row: PredictionRecord) -> tuple[PredictionRecord, ContentFile]:
+    """Inside a transaction: the row, locked and still waiting, and its kept photo as an upload."""
+    row = _waiting(PredictionRecord.objects.select_for_update().get(pk=row.pk))
+    if not row.photo:
+        raise CannotReview("no photo was kept with this answer, so there is nothing to label")
+    with default_storage.open(row.photo.name, "rb") as handle:
+        return row, ContentFile(handle.read(), name=f"review-{row.pk}.jpg")
+
+
 def resolve(row: PredictionRecord, label_name: str, user) -> PredictionRecord:
     """The photo shows `label_name`: it joins the project as an image with that label.
 
@@ -50,11 +59,7 @@ def resolve(row: PredictionRecord, label_name: str, user) -> PredictionRecord:
     if label is None:
         raise CannotReview(f"{label_name!r} is not a label of this project")
     with transaction.atomic():
-        row = _waiting(PredictionRecord.objects.select_for_update().get(pk=row.pk))
-        if not row.photo:
-            raise CannotReview("no photo was kept with this answer, so there is nothing to label")
-        with default_storage.open(row.photo.name, "rb") as handle:
-            photo = ContentFile(handle.read(), name=f"review-{row.pk}.jpg")
+        row, photo = _locked_with_photo(row)
         image = ingest_image(row.project, user, photo, label=label).image
         if image.label_id != label.pk:  # the same photo was in the project already: a member decides
             set_label(row.project.images.filter(pk=image.pk), label)
@@ -77,11 +82,7 @@ def resolve_set(row: PredictionRecord, label_names: list[str], user) -> Predicti
     if len(labels) != len(set(label_names)):
         raise CannotReview("one of those is not a label of this project")
     with transaction.atomic():
-        row = _waiting(PredictionRecord.objects.select_for_update().get(pk=row.pk))
-        if not row.photo:
-            raise CannotReview("no photo was kept with this answer, so there is nothing to label")
-        with default_storage.open(row.photo.name, "rb") as handle:
-            photo = ContentFile(handle.read(), name=f"review-{row.pk}.jpg")
+        row, photo = _locked_with_photo(row)
         image = ingest_image(row.project, user, photo).image
         set_labels(row.project.images.filter(pk=image.pk), labels)  # new or already there: a member decides
         image.refresh_from_db()
