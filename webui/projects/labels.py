@@ -73,10 +73,3 @@ def clear_labels(images) -> int:
         Image.labels.through.objects.filter(image_id__in=ids).delete()
         Image.objects.filter(pk__in=ids).update(label=None, labeled_at=None)
     return len(ids)
-
-
-def label_names(image: Image) -> list[str]:
-    """A picture's labels by name, in the project's label order (multi-label), or its one label."""
-    if image.project.multi_label:
-        return [label.name for label in image.labels.all()]
-    return [image.label.name] if image.label_id else []

@@ -143,7 +143,9 @@ def predict(
             {"label": name, "probability": round(float(p), 6), "present": present}
             for name, p, present in result.labels
         ]
-        sure = label_thresholds.is_sure(result.labels, {**predictor.thresholds, **version.label_thresholds})
+        sure = label_thresholds.is_sure(
+            result.labels, label_thresholds.effective(version, predictor.thresholds)
+        )
     else:
         sure = is_sure(version, float(result.probability))
     return {
@@ -177,7 +179,7 @@ def predict_stored(version: ModelVersion, images, *, for_labelling: bool = False
     options = {"top_k": 2, "embed": True} if for_labelling else {"top_k": 1}
     thresholds = None
     if predictor.multi_label:
-        thresholds = {**predictor.thresholds, **version.label_thresholds}
+        thresholds = label_thresholds.effective(version, predictor.thresholds)
         options["thresholds"] = thresholds
     answers: list[dict | None] = [None] * len(images)
     blobs: dict[int, bytes] = {}
