@@ -15,13 +15,14 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from classifier import pixels
 from classifier.errors import ImageTooLarge, ImageTooSmall, InvalidImage, UnsupportedFormat
+from classifier.pixels import FRAMINGS, RESAMPLING, orientation, upright_rgb
 
 
 def _heif_decoder() -> tuple[str, ...]:
@@ -55,15 +56,6 @@ Source = bytes | bytearray | memoryview | str | os.PathLike | IO[bytes]
 _ALLOWED_TEXT = (
     "JPEG, PNG, WebP, GIF, BMP or HEIC" if "HEIF" in ALLOWED_FORMATS else "JPEG, PNG, WebP, GIF or BMP"
 )
-
-_RESAMPLING = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
 
 # Magic numbers of real image (or image-like document) formats we refuse. Recognising them lets us say
 # "TIFF is not supported" instead of "not an image" without ever running their decoders.
@@ -100,12 +92,6 @@ _FOREIGN_MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-# How a picture is framed for the network: "crop" resizes the short side and keeps the centre (the
-# backbone's own ImageNet evaluation); "full" squeezes the whole frame into the square, keeping what sits
-# at the edges (a defect at the border of a part, a digit that fills its box).
-FRAMINGS = ("crop", "full")
-
-
 @dataclass(frozen=True)
 class Preprocessing:
     """How a backbone wants its input: frame (resize the short side and center-crop, or squeeze the
@@ -123,10 +109,8 @@ class Preprocessing:
     framing: str = "crop"
 
     def __post_init__(self):
-        if self.interpolation not in _RESAMPLING:
-            raise ValueError(
-                f"unknown interpolation {self.interpolation!r}; use one of {sorted(_RESAMPLING)}"
-            )
+        if self.interpolation not in RESAMPLING:
+            raise ValueError(f"unknown interpolation {self.interpolation!r}; use one of {sorted(RESAMPLING)}")
         if self.framing not in FRAMINGS:
             raise ValueError(f"unknown framing {self.framing!r}; use one of {', '.join(FRAMINGS)}")
         if not (0 < self.crop <= self.resize):
@@ -256,44 +240,20 @@ def _open(data: bytes) -> Image.Image:
     return image
 
 
+# What Pillow's decoders raise on corrupt pixel data.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError)
+
+
 def _decode(image: Image.Image) -> None:
     """Decodes the pixels so a truncated or corrupt file is detected here, not later."""
     try:
         image.load()
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(f"the image is too large to process (more than {MAX_PIXELS:,} pixels)") from e
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as e:
+    except _DECODE_ERRORS as e:
         raise InvalidImage(
             f"image is incomplete or corrupt: the pixel data could not be decoded ({e})"
         ) from e
-
-
-def _orientation(image: Image.Image) -> int:
-    """Returns: the EXIF orientation (1..8), 1 when absent or unreadable.
-
-    Reads only what the header holds: for a PNG without an eXIf chunk before its pixels, Pillow's
-    getexif() would decode the whole picture looking for one after them (measured: 0.8 s and 240 MB
-    for a 250 KB PNG of 9000 x 9000), so such a PNG counts as upright.
-    """
-    if image.format == "PNG" and "exif" not in image.info:
-        return 1
-    try:
-        value = image.getexif().get(0x0112, 1)
-        value = int(value)
-    except Exception:  # a malformed EXIF block must not make a good photo unusable
-        return 1
-    return value if 1 <= value <= 8 else 1
-
-
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 
 def inspect_image(source: Source) -> ImageInfo:
@@ -311,36 +271,12 @@ def inspect_image(source: Source) -> ImageInfo:
         fmt = image.format
         width, height = image.size
         _decode(image)
-        if _orientation(image) in (5, 6, 7, 8):
+        if orientation(image) in (5, 6, 7, 8):
             width, height = height, width
     return ImageInfo(format=fmt, width=width, height=height)
 
 
 # --- to RGB -----------------------------------------------------------------------------------------
-
-_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any mode to RGB; transparency composited on white so the result is deterministic."""
-    mode = image.mode
-    if mode == "RGB" and "transparency" not in image.info:
-        return image
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        arr = np.asarray(image)
-        if mode.startswith("I;16"):
-            arr8 = (arr.astype(np.uint32) + 128) // 257  # 0..65535 -> 0..255, rounded
-        elif mode == "I" and arr.max(initial=0) > 255:
-            arr8 = (np.clip(arr, 0, 65535).astype(np.uint32) + 128) // 257  # 16-bit PNGs in older Pillow
-        else:
-            arr8 = np.clip(np.rint(arr), 0, 255)
-        gray = Image.fromarray(arr8.astype(np.uint8), mode="L")
-        return gray.convert("RGB")
-    if mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -371,7 +307,7 @@ def read_header(source: Source) -> ImageHeader:
     data = read_bytes(source)
     image = _open(data)
     try:
-        return ImageHeader(data, str(image.format), image.mode, image.size, _orientation(image))
+        return ImageHeader(data, str(image.format), image.mode, image.size, orientation(image))
     finally:
         image.close()
 
@@ -402,18 +338,14 @@ def load_rgb(source: Source, *, target_size: int | None = None) -> Image.Image:
     data = read_bytes(source)
     # No `with`: closing would destroy the pixel core that an RGB result shares with `image`.
     image = _open(data)
-    orientation = _orientation(image)
-    if target_size and image.format == "JPEG":
-        # draft() picks the largest DCT scale whose result still covers the requested box in both
-        # directions, so the short side never drops below target_size.
-        image.draft(None, (target_size, target_size))
-    _decode(image)
-    rgb = _to_rgb(image)
-    if rgb is image and getattr(image, "is_animated", False):
-        rgb = image.copy()  # detach the first frame from the rest of the animation
-    if orientation in _TRANSPOSE:
-        rgb = rgb.transpose(_TRANSPOSE[orientation])
-    return rgb
+    try:
+        return upright_rgb(image, target_size)
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"the image is too large to process (more than {MAX_PIXELS:,} pixels)") from e
+    except _DECODE_ERRORS as e:
+        raise InvalidImage(
+            f"image is incomplete or corrupt: the pixel data could not be decoded ({e})"
+        ) from e
 
 
 def require_min_size(source: Source) -> None:
@@ -455,64 +387,31 @@ def stored_form(data: bytes) -> tuple[bytes, ImageInfo]:
 
 
 def resize_crop_box(width: int, height: int, prep: Preprocessing) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Where the crop falls after resizing the short side, with torchvision's rounding.
-
-    Returns:
-        ((resized_w, resized_h), (left, top)) of the center crop in resized coordinates.
-    """
-    short, long_ = (width, height) if width <= height else (height, width)
-    new_short, new_long = prep.resize, int(prep.resize * long_ / short)
-    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-    left = int(round((new_w - prep.crop) / 2.0))
-    top = int(round((new_h - prep.crop) / 2.0))
-    return (new_w, new_h), (left, top)
+    """pixels.resize_crop_box for a Preprocessing."""
+    return pixels.resize_crop_box(width, height, prep.resize, prep.crop)
 
 
-@lru_cache(maxsize=32)
 def scale_bias(prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
-    """Normalisation as one multiply-add per channel: (x / 255 - mean) / std = x * scale + bias.
-
-    Returns: (scale, bias), float32 arrays [3]; the CPU path and the device path both use them."""
-    std = np.asarray(prep.std, dtype=np.float32)
-    mean = np.asarray(prep.mean, dtype=np.float32)
-    return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
+    """pixels.scale_bias for a Preprocessing: (scale, bias), float32 [3]; the CPU and device paths use them."""
+    return pixels.scale_bias(prep.mean, prep.std)
 
 
 def frame_box(width: int, height: int, prep: Preprocessing) -> tuple[float, float, float, float]:
-    """The part of a width x height picture the network sees, as (left, top, right, bottom) in its
-    pixels: the center crop after resizing the short side, or the whole frame (framing "full")."""
-    if prep.framing == "full":
-        return (0.0, 0.0, float(width), float(height))
-    (new_w, new_h), (left, top) = resize_crop_box(width, height, prep)
-    sx, sy = width / new_w, height / new_h
-    return (left * sx, top * sy, (left + prep.crop) * sx, (top + prep.crop) * sy)
+    """pixels.frame_box for a Preprocessing: the part of the picture the network sees."""
+    return pixels.frame_box(width, height, prep.resize, prep.crop, prep.framing)
 
 
 def preprocess(image: Image.Image, prep: Preprocessing) -> np.ndarray:
-    """Resizes the short side to `prep.resize` and center-crops `prep.crop` (framing "full": squeezes the
-    whole image to crop x crop), scales to 0..1, normalises.
-
-    The resize only computes the pixels that survive the crop (Pillow's `box` argument maps the crop
-    back onto the source), which gives the same pixels as resize-then-crop at about half the cost.
-
-    Args:
-        image: an RGB PIL image (from `load_rgb`).
-        prep: the backbone's preprocessing.
-    Returns:
-        float32 array [3, crop, crop].
-    """
-    if image.mode != "RGB":
-        image = _to_rgb(image)
-    box = frame_box(*image.size, prep)
-    out = image.resize((prep.crop, prep.crop), _RESAMPLING[prep.interpolation], box=box, reducing_gap=3.0)
-    scale, bias = scale_bias(prep)
-    # Channel by channel straight into the CHW result: about 5x faster than float HWC math plus a
-    # transposing copy, and decoding + preprocessing competes with inference for the same cores.
-    arr = np.empty((3, prep.crop, prep.crop), dtype=np.float32)
-    for c, band in enumerate(out.split()):
-        np.multiply(np.asarray(band), scale[c], out=arr[c])
-        arr[c] += bias[c]
-    return arr
+    """An RGB picture (from `load_rgb`) as the network's input, float32 [3, crop, crop] (pixels.to_tensor)."""
+    return pixels.to_tensor(
+        image,
+        resize=prep.resize,
+        crop=prep.crop,
+        mean=prep.mean,
+        std=prep.std,
+        interpolation=prep.interpolation,
+        framing=prep.framing,
+    )
 
 
 def load_batch(sources: Iterable[Source], prep: Preprocessing) -> np.ndarray:

@@ -57,7 +57,7 @@ def assert_close_to_cpu(out: np.ndarray, ref: np.ndarray) -> None:
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_it_turns_an_image_upright_as_pillow_does(orientation):
-    from classifier.preprocessing import _TRANSPOSE
+    from classifier.pixels import TRANSPOSE as _TRANSPOSE
 
     pixels = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
