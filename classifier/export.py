@@ -117,6 +117,8 @@ def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path, *, with_
     import onnx
     from onnx import helper, numpy_helper
 
+    from .graphs import drop_unused_initializers
+
     model = onnx.load(str(backbone_onnx))
     graph = model.graph
     # The ImageNet classifier is not part of a Pinhole model.
@@ -166,6 +168,7 @@ def append_head_onnx(backbone_onnx: Path, head: LinearHead, path: Path, *, with_
         "probabilities", onnx.TensorProto.FLOAT, ["batch", W.shape[0]]
     )
     graph.output.insert(0, probabilities)
+    drop_unused_initializers(model)
     onnx.checker.check_model(model)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")

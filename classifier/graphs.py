@@ -82,18 +82,40 @@ def export_onnx(
                 do_constant_folding=True,
                 export_params=True,
             )
-        if metadata:
-            import onnx
+        import onnx
 
-            model = onnx.load(str(tmp))
-            for key, value in metadata.items():
-                model.metadata_props.add(key=key, value=value)
+        model = onnx.load(str(tmp))
+        pruned = drop_unused_initializers(model)
+        for key, value in (metadata or {}).items():
+            model.metadata_props.add(key=key, value=value)
+        if pruned or metadata:
             onnx.save(model, str(tmp))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def drop_unused_initializers(model) -> int:
+    """Removes the weights no node reads (an ImageNet classifier a head replaced, parameters a traced
+    module never used), in place: they only add megabytes and a runtime warning per load.
+
+    Args:
+        model: an onnx.ModelProto.
+    Returns:
+        How many initializers were removed.
+    """
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input}
+    used.update(o.name for o in graph.output)
+    unused = [init for init in graph.initializer if init.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)
+    names = {init.name for init in unused}
+    for value in [v for v in graph.input if v.name in names]:
+        graph.input.remove(value)
+    return len(unused)
 
 
 def backbone_onnx(
