@@ -18,14 +18,14 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch and torchvision come from the registry as one matching pair (never a local CPU wheel).
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[train,dev,export]'
 	touch $(STAMP)
 
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet '.[train,dev,bench,gpu]'
+	.lock-venv/bin/python -m pip install --quiet '.[train,dev,bench,gpu,export]'
 	{ echo "# Every dependency of make run, make test, make bench and the images, pinned by make lock."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^pinhole'; } > $(CONSTRAINTS)
 	rm -rf .lock-venv
@@ -53,7 +53,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	# The data sets and baselines of bench.quality (not needed by the app or its tests).
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[train,dev,bench]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[train,dev,bench,export]'
 	$(BIN)/python -m bench.run_all
 
 clean:

@@ -333,6 +333,24 @@ def cmd_export_backbone(args) -> dict:
     return {"backbone": args.backbone, "onnx": str(path)}
 
 
+def cmd_export(args) -> dict:
+    from .exporting import export_version
+
+    check = None
+    if args.check:
+        root = Path(args.check)
+        if not root.is_dir():
+            raise UsageError(f"--check {root} is not a folder")
+        check = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not check:
+            raise UsageError(f"--check {root} has no files")
+    try:
+        result = export_version(args.model_dir, args.format, Path(args.out), check=check)
+    except ValueError as exc:  # an unknown format: say which exist
+        raise UsageError(str(exc)) from None
+    return result.to_dict()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import DEFAULT_BACKBONE
     from .strategies import STRATEGY_CHOICES
@@ -389,6 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("backbone")
     export.add_argument("--onnx-dir", required=True)
     export.set_defaults(func=cmd_export_backbone)
+
+    from .exporting import FORMATS
+
+    export_version = sub.add_parser(
+        "export", help="export a model to another format, checked against its own answers"
+    )
+    export_version.add_argument("model_dir")
+    export_version.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
+    export_version.add_argument("--out", required=True, help="the export directory to create")
+    export_version.add_argument(
+        "--check", help="a folder of pictures to compare answers on (default: fixed sample photos)"
+    )
+    export_version.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="extraction throughput: ONNX Runtime vs eager PyTorch, same run")
     bench.add_argument("data_dir")

@@ -43,3 +43,7 @@ class TrainingError(ClassifierError):
 
 class Cancelled(ClassifierError):
     """The caller asked to stop; raised from inside a progress callback between batches."""
+
+
+class ExportError(ClassifierError):
+    """A model version cannot be exported to a format here, or its export does not answer as it does."""
