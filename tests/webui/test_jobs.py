@@ -14,11 +14,12 @@ from webui.jobs import lifecycle, recovery
 from webui.jobs.models import InvalidTransition, JobStatus
 from webui.projects.models import ZipImport
 from webui.serving.models import BatchPrediction, SuggestionRefresh
-from webui.training.models import TrainingRun
+from webui.training.models import TrainingRun, VersionExport
 
 pytestmark = pytest.mark.django_db
 
-KINDS = [TrainingRun, BatchPrediction, ZipImport, SuggestionRefresh]
+KINDS = [TrainingRun, BatchPrediction, ZipImport, SuggestionRefresh, VersionExport]
+TRAINING_QUEUE = (TrainingRun, VersionExport)
 each_kind = pytest.mark.parametrize("model", KINDS, ids=lambda m: m.__name__)
 
 
@@ -28,11 +29,13 @@ def make_job(project, make_version):
 
     def make(model, **fields):
         extra = {}
-        if model in (BatchPrediction, SuggestionRefresh):
+        if model in (BatchPrediction, SuggestionRefresh, VersionExport):
             versions.append(versions[0] if versions else make_version(project, 1))
             extra["version"] = versions[0]
         if model is ZipImport:
             extra = {"archive": "imports/x.zip", "name": "x.zip"}
+        if model is VersionExport:  # belongs to its version's project
+            return model.objects.create(format="onnx", **extra, **fields)
         return model.objects.create(project=project, **extra, **fields)
 
     return make
@@ -120,11 +123,11 @@ def test_a_starting_worker_sends_again_the_jobs_of_its_queues_whose_message_was_
         make_job(model, status=JobStatus.RUNNING, heartbeat_at=timezone.now())  # alive
         make_job(model, status=JobStatus.SUCCEEDED)
     recovery.recover({"default"})
-    expected_default = {(m, j[m].pk) for m in KINDS if m is not TrainingRun for j in (lost, dead)}
+    expected_default = {(m, j[m].pk) for m in KINDS if m not in TRAINING_QUEUE for j in (lost, dead)}
     assert set(sent) == expected_default
     sent.clear()
     recovery.recover({"training"})
-    assert set(sent) == {(TrainingRun, lost[TrainingRun].pk), (TrainingRun, dead[TrainingRun].pk)}
+    assert set(sent) == {(m, j[m].pk) for m in TRAINING_QUEUE for j in (lost, dead)}
 
 
 def test_a_running_worker_sends_again_the_jobs_whose_worker_died_once_per_window(make_job, monkeypatch):

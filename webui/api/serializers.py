@@ -470,3 +470,30 @@ class BatchSerializer(serializers.Serializer):
     error = serializers.CharField()
     created = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    format = serializers.CharField(help_text="onnx, onnx-int8, openvino, tflite or coreml")
+
+
+class ExportSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    model_version_id = serializers.IntegerField(source="version_id")
+    format = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    size = serializers.IntegerField(help_text="bytes of the zip, once it succeeded")
+    parity = serializers.JSONField(
+        help_text="how its answers compared with the version's: pictures, top_agreement, max_difference, "
+        "tolerance, method, passed"
+    )
+    download = serializers.SerializerMethodField()
+    created = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_download(self, obj) -> str | None:
+        if obj.status != "succeeded" or not obj.file:
+            return None
+        return f"/api/v1/versions/{obj.version_id}/exports/{obj.pk}/download/"

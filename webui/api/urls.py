@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
-from webui.api.views import batch, docs, images, predict, projects, training
+from webui.api.views import batch, docs, exports, images, predict, projects, training
 
 app_name = "api"
 
@@ -25,6 +25,17 @@ urlpatterns = [
         "versions/<int:version_id>/threshold/", training.VersionThreshold.as_view(), name="version-threshold"
     ),
     path("versions/<int:version_id>/download/", training.VersionDownload.as_view(), name="version-download"),
+    path("versions/<int:version_id>/exports/", exports.ExportList.as_view(), name="export-list"),
+    path(
+        "versions/<int:version_id>/exports/<int:export_id>/",
+        exports.ExportDetail.as_view(),
+        name="export-detail",
+    ),
+    path(
+        "versions/<int:version_id>/exports/<int:export_id>/download/",
+        exports.ExportDownload.as_view(),
+        name="export-download",
+    ),
     path("projects/<int:project_id>/rollback/", training.Rollback.as_view(), name="rollback"),
     path("projects/<int:project_id>/predict/", predict.Predict.as_view(), name="predict"),
     path("projects/<int:project_id>/predictions/", batch.BatchCreate.as_view(), name="batch-create"),

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # queue -> the kinds of job whose tasks it carries (app_label.Model; webui/celery.py routes the tasks).
 JOB_KINDS: dict[str, tuple[str, ...]] = {
-    "training": ("training.TrainingRun",),
+    "training": ("training.TrainingRun", "training.VersionExport"),
     "default": ("serving.BatchPrediction", "serving.SuggestionRefresh", "projects.ZipImport"),
 }
 

@@ -13,6 +13,7 @@ from webui.training.models import (
     ModelVersion,
     ServingEvent,
     TrainingRun,
+    VersionExport,
     rollback,
 )
 
@@ -21,6 +22,16 @@ from webui.training.models import (
 class TrainingRunAdmin(JobAdmin):
     list_display = ["id", "project", "status", "progress", "message", "created_by", "created", "finished_at"]
     search_fields = ["project__name", "fingerprint", "error"]
+
+
+@admin.register(VersionExport)
+class VersionExportAdmin(JobAdmin):
+    """Exports of versions to other formats; deleting one here drops the row, not the stored zip."""
+
+    list_display = ["__str__", "format", "status", "size", "message", "created_by", "created", "finished_at"]
+    list_filter = ["status", "format", "created"]
+    list_select_related = ["version__project"]
+    search_fields = ["version__project__name", "format", "error"]
 
 
 @admin.register(ModelVersion)

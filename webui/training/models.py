@@ -154,7 +154,7 @@ class ModelVersion(models.Model):
         """Delete a version that does not serve, and its artifact once the row is gone."""
         if self.is_serving:
             raise ArtifactInUse(f"{self} is the serving version; promote another version first")
-        files = self.artifact_files()
+        files = self.artifact_files() + [e.file for e in self.exports.exclude(file="")]
         result = super().delete(*args, **kwargs)
         transaction.on_commit(lambda: _remove_files(files))
         return result
@@ -241,3 +241,28 @@ class WorkerPresence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.phase})"
+
+
+class VersionExport(Job):
+    """A version written in another format (classifier/exporting) by a worker, checked, zipped and stored.
+
+    One finished or live export per version and format is enough: asking again returns it; a failed
+    one may be asked for again.
+    """
+
+    noun = "export"
+    task = "webui.training.tasks.export"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="exports")
+    format = models.CharField(max_length=16)
+    # The zip in storage, once it succeeded, and its size in bytes.
+    file = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    # How its answers compared with the version's (classifier.exporting.parity.Parity.to_dict()).
+    parity = models.JSONField(default=dict, blank=True)
+
+    class Meta(Job.Meta):
+        indexes = [models.Index(fields=["version", "format"])]
+
+    def __str__(self) -> str:
+        return f"{self.format} export of {self.version} ({self.status})"

@@ -14,6 +14,7 @@ from webui.lib.numbers import percent
 from webui.projects.access import get_project_for_user
 from webui.projects.findings import findings
 from webui.training import answers, label_thresholds, thresholds
+from webui.training.export_views import exports_context
 from webui.training.models import ModelVersion
 from webui.training.views import STRATEGY_HELP, is_htmx, version_or_404
 
@@ -193,6 +194,7 @@ def version_detail(request, project_id: int, number: int):
     }
     if "true" in request.GET and "pred" in request.GET:
         context["cell"] = _cell_context(version, request.GET)
+    context.update(exports_context(project, version))
     return render(request, "training/version.html", context)
 
 

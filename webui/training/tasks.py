@@ -7,7 +7,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from webui.jobs import lifecycle
-from webui.training import services
+from webui.training import exports, services
 
 
 def _on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
@@ -25,4 +25,12 @@ def train(self, run_id: int) -> None:
     except lifecycle.NotClaimable as exc:
         # Another live worker is training this run (a duplicate delivery); look again once its
         # heartbeat could have gone stale, and stop looking when the run has ended.
+        raise lifecycle.retry_when_claimed(self, exc) from None
+
+
+@shared_task(bind=True, max_retries=None)
+def export(self, export_id: int) -> None:
+    try:
+        exports.run_export(export_id)
+    except lifecycle.NotClaimable as exc:
         raise lifecycle.retry_when_claimed(self, exc) from None

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webui.training import results, views
+from webui.training import export_views, results, views
 
 app_name = "training"
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("versions/rollback/", views.rollback_view, name="rollback"),
     path("versions/<int:number>/", results.version_detail, name="version"),
     path("versions/<int:number>/cell/", results.confusion_cell, name="cell"),
+    path("versions/<int:number>/exports/", export_views.exports, name="exports"),
     path("versions/<int:number>/promote/", views.promote, name="promote"),
     path("versions/<int:number>/threshold/", views.threshold, name="threshold"),
     path("versions/<int:number>/delete/", views.delete_version, name="delete"),

@@ -13,7 +13,7 @@ import pytest
 
 from webui.projects.models import Project
 from webui.serving.models import BatchPrediction
-from webui.training.models import TrainingRun
+from webui.training.models import TrainingRun, VersionExport
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +30,7 @@ class World:
     v1: Any
     v2: Any
     batch: Any
+    export: Any
     png: bytes
 
 
@@ -44,6 +45,7 @@ def world(labelled_project, serving_history, image_bytes):
         v1=v1,
         v2=v2,
         batch=BatchPrediction.objects.create(project=labelled_project, version=v2),
+        export=VersionExport.objects.create(version=v2, format="onnx"),
         png=image_bytes((10, 200, 10), seed=99),
     )
 
@@ -148,6 +150,26 @@ ENDPOINTS = [
         202,
     ),
     ("batch-get", "get", lambda w: f"/api/v1/predictions/{w.batch.pk}/", None, READ, 200),
+    ("export-list", "get", lambda w: f"/api/v1/versions/{w.v2.pk}/exports/", None, READ, 200),
+    # Anyone who may download a version may export it; the queued onnx export is returned again (200).
+    (
+        "export-create",
+        "post",
+        lambda w: f"/api/v1/versions/{w.v2.pk}/exports/",
+        lambda w: {"format": "onnx"},
+        READ,
+        200,
+    ),
+    ("export-detail", "get", lambda w: f"/api/v1/versions/{w.v2.pk}/exports/{w.export.pk}/", None, READ, 200),
+    # Still queued: members learn it cannot be downloaded yet.
+    (
+        "export-download",
+        "get",
+        lambda w: f"/api/v1/versions/{w.v2.pk}/exports/{w.export.pk}/download/",
+        None,
+        READ,
+        409,
+    ),
     # Garbage bytes: signed-in callers get past access to the image check (400), no backbone loads.
     (
         "features",
@@ -239,9 +261,12 @@ def test_it_covers_every_api_route():
         "recognize",
         "batch-create",
         "batch-detail",
+        "export-list",
+        "export-detail",
+        "export-download",
     }
     assert names == swept
-    assert len(ENDPOINTS) == 32
+    assert len(ENDPOINTS) == 36
 
 
 @pytest.mark.parametrize("role", ["stranger", "anonymous"])

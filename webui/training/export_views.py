@@ -1,0 +1,58 @@
+"""The version page's exports: every format with its state, a button to make one, a link to download it."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from webui.jobs.models import LIVE_STATES
+from webui.projects.access import get_project_for_user
+from webui.training.exports import ExportRefused, formats, start_export
+from webui.training.models import ModelVersion
+from webui.training.views import is_htmx, version_or_404
+
+
+def export_rows(version: ModelVersion) -> list[dict]:
+    """One row per format: what it is for, and its latest export (None where none was asked for)."""
+    latest: dict[str, object] = {}
+    for export in version.exports.order_by("created"):
+        latest[export.format] = export
+    rows = []
+    for row in formats():
+        export = latest.get(row["format"])
+        rows.append({**row, "export": export, "live": export is not None and export.status in LIVE_STATES})
+    return rows
+
+
+def exports_context(project, version: ModelVersion) -> dict:
+    rows = export_rows(version)
+    return {
+        "project": project,
+        "version": version,
+        "export_rows": rows,
+        "exports_live": any(r["live"] for r in rows),
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def exports(request, project_id: int, number: int):
+    """GET: the exports card (the page polls it while one is being made). POST: make an export."""
+    project = get_project_for_user(request.user, project_id)  # anyone who may download may export
+    version = version_or_404(project, number)
+    if request.method == "POST":
+        try:
+            export, created = start_export(version, request.POST.get("format", ""), request.user)
+        except ExportRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            if not created and not is_htmx(request):
+                messages.info(
+                    request, f"The {export.format} export was already {export.get_status_display().lower()}."
+                )
+        if not is_htmx(request):
+            return redirect(f"{reverse('training:version', args=[project.pk, version.number])}#exports")
+    return render(request, "training/_exports.html", exports_context(project, version))
