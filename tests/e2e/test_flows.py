@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+import zipfile
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
@@ -494,6 +495,34 @@ def test_flow2_fix_from_matrix_retrain_promote(live_app, sign_in, shot, state):
     assert [section.locator(f).inner_text() for f in figures] == in_browser
     assert section.locator("tbody").inner_text() == per_label
     expect(section).to_contain_text(f"Saved for v{state['v1']}: answer only when at least 95 % sure")
+
+    # Export v2 for a phone app: the worker converts it, checks its answers, and the card follows.
+    page.goto(f"/projects/{project_id}/versions/{number}/#exports")
+    exports = page.locator("#exports")
+    litert = exports.locator(".export-row", has_text="TensorFlow Lite (LiteRT)")
+    expect(litert).to_contain_text("not made yet")
+    litert.get_by_role("button", name="Export").click()
+    expect(litert).to_contain_text("ready", timeout=180_000)
+    expect(litert).to_contain_text(re.compile(r"same label on 100% of \d+ photos"))
+    shot(page, "09-exported")
+    with page.expect_download() as download:
+        litert.get_by_role("link", name="Download").click()
+    assert download.value.suggested_filename.endswith(f"-v{number}-tflite.zip")
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert {"model.tflite", "pinhole.json", "README.md", "predict.py"} <= set(archive.namelist())
+    phone.goto(f"/projects/{project_id}/versions/{number}/#exports")
+    expect(phone.locator("#exports .export-row", has_text="TensorFlow Lite (LiteRT)")).to_contain_text(
+        "ready"
+    )
+    for name in ("Export: ONNX (fp32)", "Download"):
+        box = (
+            phone.locator("#exports")
+            .get_by_role("button" if name.startswith("Export") else "link", name=name)
+            .first.bounding_box()
+        )
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "09b-exports-on-a-phone")
 
 
 # --- 3 --------------------------------------------------------------------------------------------

@@ -23,8 +23,31 @@ def export_rows(version: ModelVersion) -> list[dict]:
     rows = []
     for row in formats():
         export = latest.get(row["format"])
-        rows.append({**row, "export": export, "live": export is not None and export.status in LIVE_STATES})
+        rows.append(
+            {
+                **row,
+                "export": export,
+                "live": export is not None and export.status in LIVE_STATES,
+                "checked_text": checked_text(export.parity if export is not None else {}),
+            }
+        )
     return rows
+
+
+def checked_text(parity: dict) -> str:
+    """How a finished export's answers compared with the version's, in words ("" before a check)."""
+    if not parity.get("pictures"):
+        return ""
+    difference = float(parity["max_difference"])
+    close = (
+        "the same probabilities to 4 decimals"
+        if difference < 5e-5
+        else f"probabilities within {difference:.2g}"
+    )
+    text = f"same label on {parity['top_agreement']:.0%} of {parity['pictures']} photos, {close}"
+    if parity.get("method") != "answers":
+        text += " (checked as converted: it cannot run on this server)"
+    return text
 
 
 def exports_context(project, version: ModelVersion) -> dict:
