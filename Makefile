@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[train,dev,export]'
 	touch $(STAMP)
 
+# onnxruntime-web from the npm registry (package-lock.json pins it, with its hash), served by the app
+# itself: a share page's "run on this device" loads it from here, never from a CDN.
+VENDOR := webui/static/vendor/onnxruntime-web
+$(VENDOR)/.stamp: package.json package-lock.json scripts/vendor-browser-assets.sh
+	npm ci --no-audit --no-fund --ignore-scripts --silent
+	sh scripts/vendor-browser-assets.sh $(VENDOR)
+	touch $@
+
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
@@ -30,7 +38,7 @@ lock:
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^pinhole'; } > $(CONSTRAINTS)
 	rm -rf .lock-venv
 
-migrate: $(STAMP)
+migrate: $(STAMP) $(VENDOR)/.stamp
 	$(BIN)/python manage.py migrate --no-input
 
 run: migrate
@@ -41,7 +49,7 @@ run: migrate
 worker: migrate
 	$(BIN)/celery -A webui worker -Q default,training -c 1 --loglevel INFO
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR)/.stamp
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
@@ -57,4 +65,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules webui/static/vendor

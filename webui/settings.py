@@ -175,6 +175,8 @@ FILE_UPLOAD_TEMP_DIR = None
 PINHOLE_SHARE_RATE_PER_MINUTE = env_int("PINHOLE_SHARE_RATE_PER_MINUTE", 20, minimum=1)
 # "Not right? Pick the right one" from one visitor's address, per hour (each sends a photo to review).
 PINHOLE_SHARE_FEEDBACK_PER_HOUR = env_int("PINHOLE_SHARE_FEEDBACK_PER_HOUR", 20, minimum=1)
+# Models a share page hands to one address per hour for "run on this device" (each about 16 MB).
+PINHOLE_SHARE_MODELS_PER_HOUR = env_int("PINHOLE_SHARE_MODELS_PER_HOUR", 10, minimum=1)
 PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE = env_int("PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE", 30, minimum=1)
 PINHOLE_TRY_RATE_PER_MINUTE = env_int("PINHOLE_TRY_RATE_PER_MINUTE", 120, minimum=1)
 

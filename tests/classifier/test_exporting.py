@@ -186,3 +186,31 @@ def test_the_cli_exports_and_prints_one_json_line(trained, toy_data, tmp_path):
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert bad.returncode == 2 and "onnxruntime-web" in bad.stderr
+
+
+def test_the_browser_graphs_none_of_these_is_the_detectors(trained, make_toy_image):
+    """The detector written as ONNX operators gives the NumPy detector's scores and verdicts."""
+    from classifier.exporting.browser import browser_graph
+    from classifier.predict import Predictor, preprocess_batch
+
+    predictor = Predictor(trained.path, precision="fp32")
+    pictures = [make_toy_image("red", 91), make_toy_image("blue", 92), make_toy_image("red", 93)]
+    import io
+
+    import onnxruntime as ort
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    pictures.append(buffer.getvalue())
+    batch = preprocess_batch(pictures, predictor.preprocessing)
+    graph = browser_graph(trained.path, trained.path.parent / "browser-cache")
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    probabilities, score, unknown = session.run(None, {"images": batch})
+    expected_p, features = predictor.session.run(["probabilities", "features"], {"images": batch})
+    expected = predictor.detector.score(features)
+    assert np.abs(probabilities - expected_p).max() < 1e-6
+    assert np.abs(score[:, 0] - expected).max() < 1e-5
+    assert (unknown[:, 0] > 0.5).tolist() == predictor.detector.unknown_at(expected).tolist()
+    assert graph == browser_graph(trained.path, trained.path.parent / "browser-cache")  # built once

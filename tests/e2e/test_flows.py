@@ -605,6 +605,78 @@ def test_flow3_share_link(live_app, sign_in, new_context, shot, hymenoptera, sta
     assert answer.status == 404
 
 
+def test_flow3b_run_on_this_device(live_app, sign_in, new_context, shot, hymenoptera, state):
+    """A link that lets visitors run the model on their device: after the page loaded the model, the
+    network to the server is cut, and the page still answers, as the server does (within 0.01)."""
+    needs(state, "project_id", "v2")
+    project_id = state["project_id"]
+    page = sign_in("alice")
+    page.goto(f"/projects/{project_id}/share/")
+    page.get_by_label("Let visitors run the model on their own device").check()
+    page.get_by_role("button", name="Create link").click()
+    url = page.locator("#fresh-url").input_value()
+    expect(page.locator("table tbody tr.just-made")).to_contain_text("also on the visitor's device")
+
+    pictures = photos(hymenoptera / "val" / "bees", 6) + photos(hymenoptera / "val" / "ants", 6)
+    context = new_context()
+    visitor = context.new_page()
+    visitor.goto(url)
+    server = []
+    for picture in pictures:  # the server's answers, asked before the network goes
+        reply = visitor.request.post(
+            url + "predict",
+            multipart={
+                "file": {"name": picture.name, "mimeType": "image/jpeg", "buffer": picture.read_bytes()}
+            },
+        )
+        assert reply.ok, reply.text()
+        server.append({row["label"]: row["probability"] for row in reply.json()["top"]})
+    expect(visitor.locator(".tryit[data-ready]")).to_have_count(1)
+    visitor.get_by_label("Run on this device").check()
+    expect(visitor.locator(".device-status")).to_contain_text("Ready", timeout=60_000)
+    shot(visitor, "01-device-ready")
+
+    context.set_offline(True)
+    visitor.route("**/*", lambda route: route.abort())  # nothing reaches the server from here on
+    bee = pictures[0]
+    visitor.locator(".tryit .try-buttons input[type=file]").first.set_input_files(str(bee))
+    expect(visitor.locator(".try-answer .answer-title")).to_contain_text("bees", timeout=30_000)
+    expect(visitor.locator(".try-answer .answered-where")).to_contain_text(
+        f"Answered on this device by v{state['v2']}: the photo did not leave it"
+    )
+    shot(visitor, "02-answered-on-device")
+    device = []
+    for picture in pictures:
+        body = visitor.evaluate(
+            """async ([name, bytes]) => {
+                const file = new File([new Uint8Array(bytes)], name, {type: "image/jpeg"});
+                return await PinholeOnDevice.answer(document.querySelector(".tryit"), file, () => {});
+            }""",
+            [picture.name, list(picture.read_bytes())],
+        )
+        assert body["mode"] == "device"
+        device.append({row["label"]: row["probability"] for row in body["top"]})
+    worst = max(abs(d[label] - s[label]) for d, s in zip(device, server, strict=True) for label in s)
+    print(f"on-device vs server: largest probability difference {worst:.2g} on {len(pictures)} photos")
+    assert worst <= 0.01, worst
+    assert [max(d, key=d.get) for d in device] == [max(s, key=s.get) for s in server]
+
+    # Off again: the page asks the server, and says so.
+    context.set_offline(False)
+    visitor.unroute("**/*")
+    visitor.get_by_label("Run on this device").uncheck()
+    expect(visitor.locator(".try-answer .answered-where")).to_contain_text("on the server", timeout=30_000)
+
+    phone = new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).new_page()
+    phone.goto(url)
+    phone.get_by_label("Run on this device").check()
+    expect(phone.locator(".device-status")).to_contain_text("Ready", timeout=60_000)
+    phone.locator(".tryit .try-buttons input[type=file]").first.set_input_files(str(bee))
+    expect(phone.locator(".try-answer .answered-where")).to_contain_text("on this device", timeout=30_000)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "03-device-phone")
+
+
 # --- 4 --------------------------------------------------------------------------------------------
 
 

@@ -42,6 +42,9 @@ class ShareLink(models.Model):
         "training.ModelVersion", on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
     )
     enabled = models.BooleanField(default=True)
+    # Visitors may choose to run the model on their own device: the page then hands them its network
+    # (the version's graph and the "none of these" check's references), so the owner opts in.
+    on_device = models.BooleanField(default=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -59,7 +62,7 @@ class ShareLink(models.Model):
 
     @classmethod
     def create_for(
-        cls, project: Project, user=None, *, version=None, expires_at=None
+        cls, project: Project, user=None, *, version=None, expires_at=None, on_device: bool = False
     ) -> tuple[ShareLink, str]:
         """Create a link; the plain token is returned once and never stored."""
         token = secrets.token_urlsafe(32)  # 256 bits
@@ -69,6 +72,7 @@ class ShareLink(models.Model):
             token_hint=token[:6],
             version=version,
             expires_at=expires_at,
+            on_device=on_device,
             created_by=user,
         )
         return link, token

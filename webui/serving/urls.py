@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webui.serving import review_views, views
+from webui.serving import device_views, review_views, views
 
 app_name = "serving"
 
@@ -22,4 +22,7 @@ urlpatterns = [
     path("s/<str:token>/predict", views.public_predict, name="public_predict"),
     path("s/<str:token>/feedback", views.public_feedback, name="public_feedback"),
     path("s/<str:token>/embed", views.embed, name="embed"),
+    # "Run on this device", for links that allow it: the page's settings, and the model itself.
+    path("s/<str:token>/device", device_views.public_device, name="public_device"),
+    path("s/<str:token>/model/<int:version_id>.onnx", device_views.public_model, name="public_model"),
 ]

@@ -26,6 +26,7 @@ from webui.projects.ingest import UploadRejected, read_image_upload
 from webui.ratelimit import limiter
 from webui.serving import records, review
 from webui.serving.models import PredictionRecord, ShareLink
+from webui.serving.public_access import bad, lookup, per_minute, public_link, too_many_json
 from webui.serving.services import BadImage, NoModel, predict, resolve_version, revoke_link
 from webui.training.artifacts import ArtifactBroken
 
@@ -33,19 +34,6 @@ log = logging.getLogger(__name__)
 
 # Longest a share link can be set to last.
 MAX_EXPIRY_DAYS = 365
-
-
-def _per_minute(name: str) -> Rate:
-    """A limit from the settings, per minute (read per request: settings overrides take effect)."""
-    return Rate(int(getattr(settings, name)), 60)
-
-
-def _too_many_json(retry_after: int) -> JsonResponse:
-    response = JsonResponse(
-        {"detail": f"Too many tries from your network; wait {retry_after} seconds and try again."}, status=429
-    )
-    response["Retry-After"] = str(retry_after)
-    return response
 
 
 def _too_many_page(request, retry_after: int):
@@ -69,10 +57,6 @@ def _uploaded_bytes(request) -> bytes:
         return read_image_upload(uploaded)
     except UploadRejected as exc:
         raise _Refused(str(exc)) from None
-
-
-def _bad(message: str, status: int = 400) -> JsonResponse:
-    return JsonResponse({"detail": message}, status=status)
 
 
 def _wants_heatmap(request) -> bool:
@@ -140,13 +124,13 @@ def try_predict(request, project_id: int):
     from classifier.errors import BackboneUnavailable, ImageError
 
     project = get_project_for_user(request.user, project_id)
-    wait = limiter.hit("try", str(request.user.pk), _per_minute("PINHOLE_TRY_RATE_PER_MINUTE"))
+    wait = limiter.hit("try", str(request.user.pk), per_minute("PINHOLE_TRY_RATE_PER_MINUTE"))
     if wait:
-        return _too_many_json(wait)
+        return too_many_json(wait)
     try:
         data = _uploaded_bytes(request)
     except _Refused as exc:
-        return _bad(str(exc))
+        return bad(str(exc))
     try:
         if request.POST.get("mode") != "pretrained":
             try:
@@ -157,11 +141,11 @@ def try_predict(request, project_id: int):
                 pass
         return JsonResponse(_recognize(project, data))
     except (BadImage, ImageError) as exc:
-        return _bad(str(exc))
+        return bad(str(exc))
     except BackboneUnavailable as exc:
-        return _bad(f"The pretrained network is not available on this server: {exc}", status=503)
+        return bad(f"The pretrained network is not available on this server: {exc}", status=503)
     except ArtifactBroken as exc:
-        return _bad(f"The serving model cannot answer: {exc}", status=409)
+        return bad(f"The serving model cannot answer: {exc}", status=409)
 
 
 # --- share links (signed in) ----------------------------------------------------------------------
@@ -223,7 +207,13 @@ def _share_create(request, project_id: int):
             messages.error(request, f"Expiry must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}.")
             return redirect("serving:share", project_id=project.pk)
         expires_at = timezone.now() + timedelta(days=int(raw_days))
-    link, token = ShareLink.create_for(project, request.user, version=version, expires_at=expires_at)
+    link, token = ShareLink.create_for(
+        project,
+        request.user,
+        version=version,
+        expires_at=expires_at,
+        on_device=bool(request.POST.get("on_device")),
+    )
     _remember_token(request, project, link, token)
     messages.success(request, "Link created. Copy it now: for safety it is shown only this once.")
     return redirect("serving:share", project_id=project.pk)
@@ -247,7 +237,9 @@ def share_regenerate(request, project_id: int, link_id: int):
     old = get_object_or_404(project.share_links.select_related("project"), pk=link_id, enabled=True)
     revoke_link(old)
     expires_at = old.expires_at if old.expires_at and old.expires_at > timezone.now() else None
-    link, token = ShareLink.create_for(project, request.user, version=old.version, expires_at=expires_at)
+    link, token = ShareLink.create_for(
+        project, request.user, version=old.version, expires_at=expires_at, on_device=old.on_device
+    )
     _remember_token(request, project, link, token)
     messages.success(request, "New link made and the old one revoked. Copy the new one now.")
     return redirect("serving:share", project_id=project.pk)
@@ -259,21 +251,6 @@ def share_regenerate(request, project_id: int, link_id: int):
 def _not_found(request):
     # One body for unknown, revoked and expired tokens: nothing tells a guesser which it was.
     return render(request, "serving/not_found.html", status=404)
-
-
-def _lookup(request, token: str):
-    """(link, None) for a live token; (None, response) for a throttled client or a dead token."""
-    ip = limiter.client_ip(request)
-    failures = _per_minute("PINHOLE_SHARE_LOOKUP_FAILURES_PER_MINUTE")
-    # Count the lookup as a miss first, and give it back when the token is right: exact under load.
-    wait = limiter.hit("share-miss", ip, failures)
-    if wait:
-        return None, wait
-    link = ShareLink.lookup(token)
-    if link is None:
-        return None, None
-    limiter.refund("share-miss", ip, failures)
-    return link, None
 
 
 def _labels_for(project, version) -> list[dict]:
@@ -297,13 +274,19 @@ def _public_context(link: ShareLink) -> dict:
 
 
 def _public_page(request, token: str, template: str):
-    link, wait = _lookup(request, token)
+    link, wait = lookup(request, token)
     if wait:
         return _too_many_page(request, wait)
     if link is None:
         return _not_found(request)
     context = {**_public_context(link), "token": token}
-    return render(request, template, context)
+    if link.on_device:
+        context["device_url"] = reverse("serving:public_device", args=[token])
+    response = render(request, template, context)
+    if link.on_device:
+        # onnxruntime-web compiles its WebAssembly; nothing else on the page may run code it did not load.
+        response._csp_update = {"script-src": ["'wasm-unsafe-eval'"]}
+    return response
 
 
 @never_cache
@@ -324,16 +307,6 @@ def embed(request, token: str):
     return response
 
 
-def _public_link(request, token: str):
-    """(the live link, None) for a token, or (None, the 429 or 404 answer) for a POST to a share page."""
-    link, wait = _lookup(request, token)
-    if wait:
-        return None, _too_many_json(wait)
-    if link is None:
-        return None, _bad("Not found.", status=404)
-    return link, None
-
-
 # The public predict takes no session and changes nothing but a rate counter, and it must work from
 # the embed inside another site's frame, where the browser withholds the (SameSite=Lax) CSRF cookie.
 @csrf_exempt
@@ -341,28 +314,28 @@ def _public_link(request, token: str):
 @xframe_options_exempt
 @require_POST
 def public_predict(request, token: str):
-    link, refused = _public_link(request, token)
+    link, refused = public_link(request, token)
     if refused:
         return refused
     wait = limiter.hit(
-        "share-predict", limiter.client_ip(request), _per_minute("PINHOLE_SHARE_RATE_PER_MINUTE")
+        "share-predict", limiter.client_ip(request), per_minute("PINHOLE_SHARE_RATE_PER_MINUTE")
     )
     if wait:
-        return _too_many_json(wait)
+        return too_many_json(wait)
     try:
         data = _uploaded_bytes(request)
         result = predict(
             link.project, data, version_id=link.version_id, top_k=5, heatmap=_wants_heatmap(request)
         )
     except _Refused as exc:
-        return _bad(str(exc))
+        return bad(str(exc))
     except BadImage as exc:
-        return _bad(str(exc))
+        return bad(str(exc))
     except NoModel:
-        return _bad("This model is not ready yet.", status=409)
+        return bad("This model is not ready yet.", status=409)
     except ArtifactBroken:
         log.warning("share link %s: the model cannot load", link.pk, exc_info=True)
-        return _bad("This model cannot answer right now.", status=503)
+        return bad("This model cannot answer right now.", status=503)
     answer = _public_answer(result)
     row = records.record(link.project, result, PredictionRecord.Source.SHARE, data)
     if row is not None and "labels" not in result:  # corrections name one label: single-label only
@@ -377,7 +350,7 @@ def public_predict(request, token: str):
 def public_feedback(request, token: str):
     """ "Not right? Pick the right one": a visitor sends the photo again with the label it shows. It
     waits in the review queue; only a member's review makes it a label."""
-    link, refused = _public_link(request, token)
+    link, refused = public_link(request, token)
     if refused:
         return refused
     try:
@@ -385,19 +358,19 @@ def public_feedback(request, token: str):
             request.POST.get("feedback", ""), salt=FEEDBACK_SALT, max_age=FEEDBACK_MAX_AGE_S
         )
     except signing.BadSignature:
-        return _bad("This answer can no longer be corrected; ask again, then correct it.")
+        return bad("This answer can no longer be corrected; ask again, then correct it.")
     row = PredictionRecord.objects.filter(pk=record_id, project=link.project).first()
     if row is None:
-        return _bad("This answer can no longer be corrected; ask again, then correct it.")
+        return bad("This answer can no longer be corrected; ask again, then correct it.")
     rate = Rate(settings.PINHOLE_SHARE_FEEDBACK_PER_HOUR, 3600)
     wait = limiter.hit("share-feedback", limiter.client_ip(request), rate)
     if wait:
-        return _too_many_json(wait)
+        return too_many_json(wait)
     try:
         data = _uploaded_bytes(request)
         review.flag(row, request.POST.get("label", ""), data)
     except _Refused as exc:
-        return _bad(str(exc))
+        return bad(str(exc))
     except review.CannotReview as exc:
-        return _bad(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        return bad(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
     return JsonResponse({"detail": "Thank you: the project's owners will look at it."})

@@ -82,7 +82,15 @@
       box.appendChild(bars(body.top, false));
     }
     if (body.heatmap) box.appendChild(heatmapFigure(body));
-    if (body.model_version) box.appendChild(el("p", "muted small", "Answered by v" + body.model_version + "."));
+    if (body.device_version) {
+      box.appendChild(el("p", "muted small answered-where",
+        "Answered on this device by v" + body.device_version + ": the photo did not leave it."));
+    } else if (body.model_version) {
+      box.appendChild(el("p", "muted small answered-where",
+        "Answered by v" + body.model_version + (body.where ? " " + body.where : "") + "."));
+    } else if (body.where) {
+      box.appendChild(el("p", "muted small answered-where", "Answered " + body.where + "."));
+    }
   }
 
   /* A multi-label answer: which of the labels are in the photo, each with its own probability. */
@@ -145,6 +153,8 @@
     const answer = root.querySelector(".try-answer");
     const pretrained = root.querySelector("input[name=pretrained]");
     const heatmap = root.querySelector("input[name=heatmap]");
+    const device = root.querySelector("input[name=ondevice]");
+    const deviceStatus = root.querySelector(".device-status");
     const problem = (text) => answer.replaceChildren(el("p", "callout callout-bad", text));
     let objectUrl = null;
     let ticket = 0;
@@ -164,15 +174,25 @@
       hint.hidden = true;
       zone.classList.add("has-image");
       answer.replaceChildren(el("p", "answer-loading", "Looking…"));
+      const mine = ++ticket;
+      if (device && device.checked && window.PinholeOnDevice) {
+        try {
+          const body = await PinholeOnDevice.answer(root, file, say);
+          if (mine !== ticket) return;
+          render(answer, body);
+        } catch (error) {
+          if (mine === ticket) problem("It could not answer on this device: " + error.message);
+        }
+        return;
+      }
       const form = new FormData();
       form.append("file", file, file.name || "pasted.png");
       if (pretrained && pretrained.checked) form.append("mode", "pretrained");
       if (heatmap && heatmap.checked) form.append("heatmap", "1");
-      const mine = ++ticket;
       const reply = await Pinhole.post(url, form);
       if (mine !== ticket) return;  // a newer photo was chosen meanwhile
       if (reply.ok) {
-        render(answer, reply.body || {});
+        render(answer, Object.assign({ where: device ? "on the server" : "" }, reply.body || {}));
         const fix = correction(root, reply.body || {}, file);
         if (fix) answer.appendChild(fix);
       }
@@ -191,6 +211,37 @@
         input.value = "";
       }
     });
+    function say(text) {
+      if (!deviceStatus) return;
+      deviceStatus.hidden = !text;
+      deviceStatus.textContent = text;
+    }
+
+    /* "Run on this device": load the model once, then answer here; the heatmap needs the server. */
+    if (device) {
+      device.addEventListener("change", async () => {
+        if (heatmap) {
+          heatmap.disabled = device.checked;
+          if (device.checked) heatmap.checked = false;
+        }
+        if (!device.checked) {
+          say("Answers come from the server.");
+          if (last) send(last);
+          return;
+        }
+        say("Getting the model…");
+        try {
+          await PinholeOnDevice.prepare(root, say);
+          say("Ready: photos are answered on this device and never leave it.");
+          root.dataset.deviceReady = "true";
+          if (last) send(last);
+        } catch (error) {
+          device.checked = false;
+          if (heatmap) heatmap.disabled = false;
+          say("The model could not be loaded here (" + error.message + "); answers come from the server.");
+        }
+      });
+    }
     [pretrained, heatmap].forEach((toggle) => {
       if (toggle) toggle.addEventListener("change", () => { if (last) send(last); });
     });
