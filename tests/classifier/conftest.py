@@ -170,3 +170,15 @@ def make_toy_image():
 def samples_of():
     """samples_of(DATA_DIR) -> pipeline Samples of DATA_DIR/<label>/*.jpg."""
     return toy_samples
+
+
+@pytest.fixture
+def hub_dir(monkeypatch, tmp_path):
+    """An empty torch hub directory; downloads are off, so nothing can reach the network."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("PINHOLE_ALLOW_DOWNLOADS", raising=False)
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
+    yield tmp_path / "torch" / "hub"
+    torch.hub.set_dir(previous)

@@ -132,17 +132,6 @@ def test_it_lists_every_backbone_with_a_reason(monkeypatch, tmp_path):
     assert all({"feature_dim", "notes", "licence"} <= set(row) for row in rows.values())
 
 
-@pytest.fixture
-def hub_dir(monkeypatch, tmp_path):
-    """An empty torch hub directory; downloads are off, so nothing can reach the network."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("PINHOLE_ALLOW_DOWNLOADS", raising=False)
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
-    yield tmp_path / "torch" / "hub"
-    torch.hub.set_dir(previous)
-
-
 def test_it_explains_where_missing_torchvision_weights_go(hub_dir):
     backbone = BACKBONES["resnet18"]
     assert not backbone.weights_available()

@@ -87,3 +87,24 @@ def test_it_refuses_what_it_cannot_train(model_cache, tmp_path):
     few = [s for s in samples if "red" not in s.labels] + [s for s in samples if "red" in s.labels][:1]
     with pytest.raises(TrainingError, match="'red' has 1 with it"):
         train_multilabel(few, tmp_path / "c", labels=["red", "blue"])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "coreml"])
+def test_a_multi_label_version_exports_with_its_thresholds(trained, fmt, tmp_path):
+    """Each label's own probability survives the conversion, and the export says where each label
+    counts as present."""
+    from classifier.exporting import export_version
+    from classifier.exporting.standalone import Model
+
+    pictures = [picture(r, b, 2000 + 2 * r + b) for r in (0, 1) for b in (0, 1)]
+    result = export_version(trained.path, fmt, tmp_path / fmt, check=pictures)
+    assert result.parity.passed and result.parity.max_difference < 1e-4
+    info = json.loads((result.directory / "pinhole.json").read_text())
+    assert info["task_type"] == "multi_label" and info["output"]["activation"] == "sigmoid"
+    assert set(info["thresholds"]) == {"red", "blue"}
+    assert "threshold" in (result.directory / "README.md").read_text()
+    if fmt != "coreml":  # Core ML cannot run on Linux; its program is checked instead
+        import io
+
+        answer = Model(result.directory).predict(io.BytesIO(pictures[3]))
+        assert {row["label"] for row in answer["labels"] if row["present"]} == {"red", "blue"}

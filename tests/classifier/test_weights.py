@@ -20,16 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def hub(monkeypatch, tmp_path):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("PINHOLE_ALLOW_DOWNLOADS", raising=False)
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
-    yield tmp_path / "torch" / "hub"
-    torch.hub.set_dir(previous)
-
-
-@pytest.fixture
 def squeezenet_download(tmp_path, monkeypatch):
     """A SqueezeNet checkpoint (random weights) and a registry whose published name carries its hash,
     as torchvision's names carry the real file's."""
@@ -54,20 +44,20 @@ def test_the_published_names_carry_the_hash_prefix_the_import_checks():
     assert weights.published_prefix(backbones.BACKBONES["efficientnet_lite0"]) == ""
 
 
-def test_a_file_that_is_no_backbones_weights_is_refused_naming_what_is_expected(hub, tmp_path):
+def test_a_file_that_is_no_backbones_weights_is_refused_naming_what_is_expected(hub_dir, tmp_path):
     stray = tmp_path / "vgg16-397923af.pth"  # the right name does not make the right file
     stray.write_bytes(b"not the weights")
     with pytest.raises(
         BackboneUnavailable, match=r"not the published weights of any backbone.*vgg16-397923af\.pth"
     ):
         weights.import_weights(stray)
-    assert not (hub / "checkpoints").exists()
+    assert not (hub_dir / "checkpoints").exists()
     with pytest.raises(BackboneUnavailable, match="is not a file"):
         weights.import_weights(tmp_path / "missing.pth")
 
 
 def test_imported_weights_make_the_backbone_usable_and_it_trains_end_to_end(
-    hub, squeezenet_download, toy_data, samples_of, model_cache, tmp_path
+    hub_dir, squeezenet_download, toy_data, samples_of, model_cache, tmp_path
 ):
     from classifier.cache import MemoryCache
     from classifier.pipeline import train_model
@@ -77,7 +67,7 @@ def test_imported_weights_make_the_backbone_usable_and_it_trains_end_to_end(
     answer = weights.import_weights(squeezenet_download)
     installed = Path(answer["installed"])
     assert answer["backbone"] == "squeezenet1_1" and not answer["already"]
-    assert installed.parent == hub / "checkpoints" and installed.name.startswith("squeezenet1_1-")
+    assert installed.parent == hub_dir / "checkpoints" and installed.name.startswith("squeezenet1_1-")
     assert weights.import_weights(squeezenet_download)["already"]
     assert {r["name"]: r for r in backbones.list_backbones()}["squeezenet1_1"]["usable"]
 
@@ -95,7 +85,7 @@ def test_imported_weights_make_the_backbone_usable_and_it_trains_end_to_end(
     assert [a.label for a in answers] == [p.parent.name for p in pictures]
 
 
-def test_the_cli_imports_and_says_what_it_did(hub, tmp_path):
+def test_the_cli_imports_and_says_what_it_did(hub_dir, tmp_path):
     bad = tmp_path / "x.pth"
     bad.write_bytes(b"nope")
     out = subprocess.run(

@@ -197,6 +197,8 @@ EXCLUDED = {
     "serving:public_predict": "public share prediction by token, csrf-exempt for embeds (test_share.py)",
     "serving:public_feedback": "a share visitor's correction by token and signed answer (test_review.py)",
     "serving:embed": "public embeddable share page by token (tests/webui/test_share.py)",
+    "serving:public_device": "a share page's on-device settings by token, for links that allow it (test_share_on_device.py)",
+    "serving:public_model": "a share page's on-device model by token, for links that allow it (test_share_on_device.py)",
     "api-tokens": "the caller's own API tokens, no project ids (tests/webui/test_api_tokens.py)",
     "api-token-revoke": "revokes only the caller's own token, 404 otherwise (tests/webui/test_api_tokens.py)",
 }
@@ -371,6 +373,7 @@ def _done_project_gone(w):
 PAGES: dict[str, Page] = {
     # projects
     "projects:list": Page({}, ANY_USER, ANY_USER),
+    "backbones": Page({}, ANY_USER, None),
     "projects:create": Page(
         {}, ANY_USER, ANY_USER, body=lambda w: {"name": "Mine"},
         done=lambda w: Project.objects.filter(name="Mine").exists(),
@@ -437,6 +440,10 @@ PAGES: dict[str, Page] = {
     "training:compare": Page(P, READ, None),
     "training:rollback": Page(P, None, WRITE, done=lambda w: _serving_id(w) == w.v1.pk),
     "training:version": Page(P_V2, READ, None),
+    "training:exports": Page(
+        P_V2, READ, WRITE, body=lambda w: {"format": "onnx"},
+        done=lambda w: w.v2.exports.filter(format="onnx").exists(),
+    ),
     "training:cell": Page(P_V2, READ, None, query="?true=0&pred=1"),
     "training:promote": Page(P_V1, None, WRITE, done=lambda w: _serving_id(w) == w.v1.pk),
     "training:threshold": Page(

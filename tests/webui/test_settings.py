@@ -172,7 +172,7 @@ def test_it_refuses_a_soft_time_limit_that_is_not_below_the_hard_one(tmp_path):
         ),
         ("PINHOLE_API_PREDICT_RATE", "20/fortnight", "PINHOLE_API_PREDICT_RATE='20/fortnight' is not a rate"),
         ("PINHOLE_API_PREDICT_RATE", "0/s", "PINHOLE_API_PREDICT_RATE='0/s' is not a rate"),
-        ("PINHOLE_DEFAULT_BACKBONE", "vgg16", "PINHOLE_DEFAULT_BACKBONE='vgg16' is not a known backbone"),
+        ("PINHOLE_DEFAULT_BACKBONE", "vgg19", "PINHOLE_DEFAULT_BACKBONE='vgg19' is not a known backbone"),
         ("PINHOLE_ALLOW_DOWNLOADS", "ture", "PINHOLE_ALLOW_DOWNLOADS='ture' is not a boolean"),
     ],
 )

@@ -50,13 +50,14 @@ def checked_text(parity: dict) -> str:
     return text
 
 
-def exports_context(project, version: ModelVersion) -> dict:
+def exports_context(project, version: ModelVersion, user) -> dict:
     rows = export_rows(version)
     return {
         "project": project,
         "version": version,
         "export_rows": rows,
         "exports_live": any(r["live"] for r in rows),
+        "can_export": project.can_edit(user),
     }
 
 
@@ -64,7 +65,9 @@ def exports_context(project, version: ModelVersion) -> dict:
 @require_http_methods(["GET", "POST"])
 def exports(request, project_id: int, number: int):
     """GET: the exports card (the page polls it while one is being made). POST: make an export."""
-    project = get_project_for_user(request.user, project_id)  # anyone who may download may export
+    # Members see the exports and download them; making one asks a worker for minutes of work, which
+    # is for the project's owner and editors.
+    project = get_project_for_user(request.user, project_id, write=request.method == "POST")
     version = version_or_404(project, number)
     if request.method == "POST":
         try:
@@ -78,4 +81,4 @@ def exports(request, project_id: int, number: int):
                 )
         if not is_htmx(request):
             return redirect(f"{reverse('training:version', args=[project.pk, version.number])}#exports")
-    return render(request, "training/_exports.html", exports_context(project, version))
+    return render(request, "training/_exports.html", exports_context(project, version, request.user))

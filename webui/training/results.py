@@ -194,7 +194,7 @@ def version_detail(request, project_id: int, number: int):
     }
     if "true" in request.GET and "pred" in request.GET:
         context["cell"] = _cell_context(version, request.GET)
-    context.update(exports_context(project, version))
+    context.update(exports_context(project, version, request.user))
     return render(request, "training/version.html", context)
 
 

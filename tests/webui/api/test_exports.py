@@ -25,14 +25,16 @@ def _queue(api, version, fmt, capture):
 
 
 def test_an_export_is_queued_made_checked_and_downloaded(
-    api_for, version, viewer, django_capture_on_commit_callbacks
+    api_for, version, editor, viewer, django_capture_on_commit_callbacks
 ):
-    api = api_for(viewer)  # anyone who may download the version may export it
-    queued, callbacks = _queue(api, version, "openvino", django_capture_on_commit_callbacks)
+    refused, _ = _queue(api_for(viewer), version, "openvino", django_capture_on_commit_callbacks)
+    assert refused.status_code == 403  # making one is for owners and editors
+    queued, callbacks = _queue(api_for(editor), version, "openvino", django_capture_on_commit_callbacks)
     assert queued.status_code == 202, queued.json()
     assert queued.json()["status"] == "queued" and queued.json()["download"] is None
     assert len(callbacks) == 1
     run_export(queued.json()["id"])
+    api = api_for(viewer)  # members follow and download what was made
 
     detail = api.get(f"/api/v1/versions/{version.pk}/exports/{queued.json()['id']}/").json()
     assert detail["status"] == "succeeded", detail["error"]
@@ -63,8 +65,8 @@ def test_an_export_is_queued_made_checked_and_downloaded(
     ]
 
 
-def test_asking_again_returns_the_same_export(api_for, version, viewer, django_capture_on_commit_callbacks):
-    api = api_for(viewer)
+def test_asking_again_returns_the_same_export(api_for, version, editor, django_capture_on_commit_callbacks):
+    api = api_for(editor)
     first, _ = _queue(api, version, "onnx", django_capture_on_commit_callbacks)
     again, callbacks = _queue(api, version, "onnx", django_capture_on_commit_callbacks)
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"] and not callbacks
@@ -73,22 +75,21 @@ def test_asking_again_returns_the_same_export(api_for, version, viewer, django_c
 @pytest.mark.parametrize(
     "fmt, message", [("keras", "use one of onnx, onnx-int8"), ("tfjs", "onnxruntime-web"), ("", "format")]
 )
-def test_a_format_pinhole_does_not_offer_is_refused_with_the_reason(api_for, version, viewer, fmt, message):
-    answer = api_for(viewer).post(f"/api/v1/versions/{version.pk}/exports/", {"format": fmt}, format="json")
+def test_a_format_pinhole_does_not_offer_is_refused_with_the_reason(api_for, version, editor, fmt, message):
+    answer = api_for(editor).post(f"/api/v1/versions/{version.pk}/exports/", {"format": fmt}, format="json")
     assert answer.status_code == 400 and message in answer.json()["detail"]
 
 
 def test_an_unfinished_export_cannot_be_downloaded(
-    api_for, version, viewer, django_capture_on_commit_callbacks
+    api_for, version, editor, viewer, django_capture_on_commit_callbacks
 ):
-    api = api_for(viewer)
-    queued, _ = _queue(api, version, "onnx", django_capture_on_commit_callbacks)
-    answer = api.get(f"/api/v1/versions/{version.pk}/exports/{queued.json()['id']}/download/")
+    queued, _ = _queue(api_for(editor), version, "onnx", django_capture_on_commit_callbacks)
+    answer = api_for(viewer).get(f"/api/v1/versions/{version.pk}/exports/{queued.json()['id']}/download/")
     assert answer.status_code == 409 and "queued" in answer.json()["detail"]
 
 
 def test_a_failed_export_says_why_and_may_be_asked_for_again(
-    api_for, version, viewer, django_capture_on_commit_callbacks, monkeypatch
+    api_for, version, editor, django_capture_on_commit_callbacks, monkeypatch
 ):
     """A planted fault: the converter writes a graph leaning towards one label; the check refuses it."""
     import numpy as np
@@ -108,7 +109,7 @@ def test_a_failed_export_says_why_and_may_be_asked_for_again(
         return [fmt.model_file]
 
     monkeypatch.setitem(convert.CONVERTERS, "onnx", faulty)
-    api = api_for(viewer)
+    api = api_for(editor)
     queued, _ = _queue(api, version, "onnx", django_capture_on_commit_callbacks)
     run_export(queued.json()["id"])
     failed = api.get(f"/api/v1/versions/{version.pk}/exports/{queued.json()['id']}/").json()
@@ -119,8 +120,8 @@ def test_a_failed_export_says_why_and_may_be_asked_for_again(
     assert again.status_code == 202 and again.json()["id"] != queued.json()["id"] and len(callbacks) == 1
 
 
-def test_strangers_see_no_export(api_for, version, viewer, stranger, django_capture_on_commit_callbacks):
-    queued, _ = _queue(api_for(viewer), version, "onnx", django_capture_on_commit_callbacks)
+def test_strangers_see_no_export(api_for, version, editor, stranger, django_capture_on_commit_callbacks):
+    queued, _ = _queue(api_for(editor), version, "onnx", django_capture_on_commit_callbacks)
     api = api_for(stranger)
     base = f"/api/v1/versions/{version.pk}/exports/"
     assert api.get(base).status_code == 404
@@ -130,8 +131,11 @@ def test_strangers_see_no_export(api_for, version, viewer, stranger, django_capt
 
 
 def test_the_version_page_offers_every_format_and_makes_one(
-    client, version, editor, django_capture_on_commit_callbacks
+    client, client_for, version, editor, viewer, django_capture_on_commit_callbacks
 ):
+    as_viewer = client_for(viewer).get(reverse("training:version", args=[version.project_id, version.number]))
+    assert "owner and editors can make" in as_viewer.content.decode()
+    assert 'name="format"' not in as_viewer.content.decode()
     client.force_login(editor)
     page = reverse("training:version", args=[version.project_id, version.number])
     html = client.get(page).content.decode()

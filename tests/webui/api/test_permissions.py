@@ -151,13 +151,13 @@ ENDPOINTS = [
     ),
     ("batch-get", "get", lambda w: f"/api/v1/predictions/{w.batch.pk}/", None, READ, 200),
     ("export-list", "get", lambda w: f"/api/v1/versions/{w.v2.pk}/exports/", None, READ, 200),
-    # Anyone who may download a version may export it; the queued onnx export is returned again (200).
+    # Owners and editors make exports (a worker's time); the queued onnx export is returned again (200).
     (
         "export-create",
         "post",
         lambda w: f"/api/v1/versions/{w.v2.pk}/exports/",
         lambda w: {"format": "onnx"},
-        READ,
+        WRITE,
         200,
     ),
     ("export-detail", "get", lambda w: f"/api/v1/versions/{w.v2.pk}/exports/{w.export.pk}/", None, READ, 200),

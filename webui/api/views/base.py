@@ -18,6 +18,14 @@ class ApiView(JsonErrors, APIView):
     pass
 
 
+class DownloadView(ApiView):
+    """An endpoint whose success body is a file, not rendered data: a client asking for that file's
+    type must not get 406; errors still render as JSON."""
+
+    def perform_content_negotiation(self, request, force=False):
+        return super().perform_content_negotiation(request, force=True)
+
+
 class PredictThrottle(BaseThrottle):
     """Per-user (per-IP for anonymous callers) limit on endpoints that run a model, counted by the
     site's one rate limiter. The rate is PINHOLE_API_PREDICT_RATE, read per request so settings

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from webui.api.errors import BadRequest, Conflict
 from webui.api.serializers import ExportRequestSerializer, ExportSerializer
-from webui.api.views.base import CONFLICT, READ_ERRORS, WRITE_ERRORS, ApiView
+from webui.api.views.base import CONFLICT, READ_ERRORS, WRITE_ERRORS, ApiView, DownloadView
 from webui.api.views.training import VERSIONS
 from webui.projects.access import get_in_project_for_user
 from webui.training.exports import ExportRefused, file_name, open_export, start_export
@@ -41,7 +41,8 @@ class ExportList(ApiView):
         ),
     )
     def post(self, request, version_id: int):
-        version = get_in_project_for_user(request.user, VERSIONS, version_id)  # viewers may download
+        # Making an export asks a worker for minutes of work: owners and editors; members download.
+        version = get_in_project_for_user(request.user, VERSIONS, version_id, write=True)
         form = ExportRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
@@ -58,11 +59,7 @@ class ExportDetail(ApiView):
         return Response(ExportSerializer(_export(request, version_id, export_id)).data)
 
 
-class ExportDownload(ApiView):
-    def perform_content_negotiation(self, request, force=False):
-        # The success body is a zip, not rendered data; errors still render as JSON.
-        return super().perform_content_negotiation(request, force=True)
-
+class ExportDownload(DownloadView):
     @extend_schema(
         responses={
             (200, "application/zip"): OpenApiResponse(

@@ -18,7 +18,7 @@ from webui.api.serializers import (
     TrainSerializer,
     VersionSerializer,
 )
-from webui.api.views.base import CONFLICT, READ_ERRORS, WRITE_ERRORS, ApiView
+from webui.api.views.base import CONFLICT, READ_ERRORS, WRITE_ERRORS, ApiView, DownloadView
 from webui.jobs.models import InvalidTransition
 from webui.projects.access import get_in_project_for_user, get_project_for_user
 from webui.training import label_thresholds
@@ -188,12 +188,7 @@ class Rollback(ApiView):
         return Response(version_json(version))
 
 
-class VersionDownload(ApiView):
-    def perform_content_negotiation(self, request, force=False):
-        # The success body is a zip, not rendered data: a client asking for application/zip
-        # must not get 406; errors still render as JSON.
-        return super().perform_content_negotiation(request, force=True)
-
+class VersionDownload(DownloadView):
     @extend_schema(
         responses={
             (200, "application/zip"): OpenApiResponse(
