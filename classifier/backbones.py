@@ -521,7 +521,7 @@ BACKBONES: dict[str, Backbone] = {
         "inception_v3_google-0cc3c7bd.pth",
         342,
         "bilinear",
-        "ImageNet top-1 77.3%, 5.7 GFLOPs, 27.2M parameters: Google's Inception, on 299 x 299 pictures.",
+        "ImageNet top-1 77.3%, 5.7 GFLOPs, 27.2M parameters: Google's Inception, on pictures of 299 pixels a side.",
         {2: 288, 7: 768},
         (2, 7),
         crop=299,

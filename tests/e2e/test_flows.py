@@ -353,6 +353,20 @@ def test_flow1_upload_label_train(live_app, new_context, users, shot, hymenopter
     expect(answer).to_contain_text(f"Answered by v{number}.")
     shot(page, "13b-try-model")
 
+    # The networks this server can train with, reached from the Train page's advanced settings.
+    page.goto(f"/projects/{project_id}/train/")
+    page.locator("details.advanced summary").click()
+    page.get_by_role("link", name="What each network is, and how to install the others").click()
+    expect(page.locator("h1")).to_have_text("Pretrained networks")
+    expect(page.locator(".backbone-row").first).to_contain_text("usable here")
+    expect(page.locator(".backbone-row", has_text="inception_v3")).to_contain_text("299 × 299")
+    shot(page, "14-backbones")
+    phone = new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).new_page()
+    phone.context.add_cookies(page.context.cookies())
+    phone.goto("/backbones/")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "14b-backbones-on-a-phone")
+
 
 # --- 2 --------------------------------------------------------------------------------------------
 
