@@ -144,12 +144,16 @@ def test_it_keeps_the_serving_version_out_of_the_project_form(admin_client, proj
 def test_it_deletes_a_serving_project_and_its_files(
     admin_client, project, make_version, stored_image, django_capture_on_commit_callbacks
 ):
+    from django.core.files.base import ContentFile
+
     from webui.projects.models import Project
 
     v1 = make_version(project, 1)
     v1.promote()
     _load(v1)
-    files = [stored_image.file.name, *v1.artifact_files()]
+    exported = default_storage.save(f"projects/{project.pk}/exports/v1-onnx-1.zip", ContentFile(b"zip"))
+    v1.exports.create(format="onnx", status="succeeded", file=exported, size=3)
+    files = [stored_image.file.name, *v1.artifact_files(), exported]
     assert all(default_storage.exists(name) for name in files)
     url = reverse("admin:projects_project_delete", args=[project.pk])
     page = admin_client.get(url)

@@ -28,10 +28,11 @@ def delete_image(image: Image) -> None:
 
 
 def delete_project(project: Project) -> None:
-    """Remove a project, its rows and, once that commits, its stored images and artifacts."""
+    """Remove a project, its rows and, once that commits, its stored images, artifacts and exports."""
     files = list(project.images.values_list("file", flat=True))
     for version in project.versions.all():
         files.extend(version.artifact_files())
+        files.extend(version.exports.exclude(file="").values_list("file", flat=True))  # exported zips
     files.extend(project.zip_imports.values_list("archive", flat=True))  # imports not finished yet
     with transaction.atomic():
         # The serving pointer PROTECTs its version; release it so the cascade can remove versions.

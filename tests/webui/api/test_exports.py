@@ -154,3 +154,19 @@ def test_the_version_page_offers_every_format_and_makes_one(
     html = client.get(page).content.decode()
     assert f"/api/v1/versions/{version.pk}/exports/{export.pk}/download/" in html
     assert "same label on 100% of" in html and 'hx-trigger="every 2s"' not in html
+
+
+def test_deleting_a_version_deletes_its_exported_zips(
+    api_for, version, editor, owner, make_version, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import default_storage
+
+    queued, _ = _queue(api_for(editor), version, "onnx", django_capture_on_commit_callbacks)
+    run_export(queued.json()["id"])
+    stored = version.exports.get().file
+    assert default_storage.exists(stored)
+    make_version(version.project, version.number + 1).promote(owner)  # a serving version cannot go
+    version.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        version.delete()
+    assert not default_storage.exists(stored)
