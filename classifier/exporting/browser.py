@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import ONNX_FILE, UNKNOWN_PREFIX, load_arrays, split_prefixed, verify_artifact
+from ..artifacts import ONNX_FILE, UNKNOWN_PREFIX, load_arrays, read_manifest, split_prefixed, verify_artifact
 from ..unknown import UnknownDetector
 
 UNKNOWN_OUTPUT = "unknown_score"
@@ -101,10 +101,12 @@ def browser_graph(model_dir: str | os.PathLike, cache_dir: str | os.PathLike) ->
     import onnx
 
     model_dir = Path(model_dir)
-    manifest = verify_artifact(model_dir)
-    target = Path(cache_dir) / f"{manifest['manifest_sha256'][:24]}-v{_VERSION}.onnx"
+    # Every visitor's download asks for it: a built graph is found from the manifest alone; the whole
+    # version is hashed only the once it is built.
+    target = Path(cache_dir) / f"{read_manifest(model_dir)['manifest_sha256'][:24]}-v{_VERSION}.onnx"
     if target.is_file():
         return target
+    verify_artifact(model_dir)
     model = onnx.load(str(model_dir / ONNX_FILE))
     detector = detector_of(model_dir)
     if detector is not None:

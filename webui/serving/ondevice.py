@@ -8,12 +8,11 @@ threshold (multi-label). Only for links whose owner allowed it (ShareLink.on_dev
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from django.urls import reverse
 
-from classifier.artifacts import MANIFEST
+from classifier.artifacts import read_manifest
 from classifier.exporting.browser import browser_graph
 from classifier.features import default_model_cache
 from webui.serving.models import ShareLink
@@ -24,7 +23,7 @@ from webui.training.models import ModelVersion
 
 
 def _manifest(version: ModelVersion) -> dict:
-    return json.loads((local_copy(version) / MANIFEST).read_text())
+    return read_manifest(local_copy(version))
 
 
 def device_config(link: ShareLink, token: str) -> dict:
